@@ -1,0 +1,38 @@
+//! The `colony` command line: turns argv into a subcommand and runs it.
+//!
+//! Depends on clap and the subcommands' modules.
+
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+
+/// A process supervisor for one machine, controlled through files.
+#[derive(Debug, Parser)]
+#[command(name = "colony", version, infer_long_args = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Control the supervisor by writing files (same as colony-ctl).
+    #[command(disable_help_flag = true)]
+    Ctl {
+        #[arg(allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<OsString>,
+    },
+}
+
+/// Runs the `colony` command line and returns the exit code.
+pub fn main(argv: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    match cli.command {
+        Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
+    }
+}
