@@ -5,3 +5,4 @@
 //! [`cli`]. It depends on `colony-ctl` for every file format.
 
 pub mod cli;
+pub mod core;

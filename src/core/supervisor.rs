@@ -1,0 +1,389 @@
+//! The supervisor's decisions: every program's state machine and the
+//! aggregate, driven by events and `now`, answering with effects.
+//!
+//! Pure: depends on `colony-ctl` types, the backoff module and `std::time`.
+//! No system calls, no clock reads. The runtime performs the effects and
+//! reports back (spawned, exited) as further events.
+
+use super::backoff::{Backoff, Policy};
+use colony_ctl::{ProgramName, ProgramSpec};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A process id; children are process-group leaders, so it is also their
+/// process-group id.
+pub type Pid = i32;
+
+/// SIGTERM's number (Linux).
+pub const SIGTERM: i32 = 15;
+/// SIGKILL's number (Linux).
+pub const SIGKILL: i32 = 9;
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start the program now and report with [`Supervisor::spawned`].
+    Spawn { name: ProgramName, spec: Arc<ProgramSpec> },
+    /// Send `signal` to the process group `pgid` of a live program.
+    Signal { name: ProgramName, pgid: Pid, signal: i32 },
+    /// The leader of a stopped program was reaped: SIGKILL whatever is left
+    /// in its process group.
+    KillLeftovers { name: ProgramName, pgid: Pid },
+    /// The program will start again after `delay` (for the log).
+    Scheduled { name: ProgramName, delay: Duration },
+    /// The program's config is gone and its process too: forget it.
+    Forgotten { name: ProgramName },
+}
+
+/// Why a program is being stopped: what happens once it has been reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterStop {
+    /// Start it again at once (restart request or new config).
+    Start,
+    /// Its config file is gone: forget it.
+    Forget,
+    /// The supervisor is shutting down.
+    Halt,
+}
+
+/// One program's state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Not running; starts at `at`.
+    Waiting { at: Instant },
+    /// A `Spawn` effect is out; the runtime reports the result next.
+    Starting,
+    /// Running since `since`.
+    Running { pid: Pid, since: Instant },
+    /// Asked to stop; SIGKILL at `kill_at` (None once it has been sent).
+    Stopping { pid: Pid, since: Instant, kill_at: Option<Instant>, then: AfterStop },
+    /// Not running and not to be started (shutdown).
+    Halted,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128 + the signal.
+    pub fn code(&self) -> i32 {
+        match *self {
+            ExitStatus::Exited(c) => c,
+            ExitStatus::Signaled(s) => 128 + s,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Program {
+    spec: Arc<ProgramSpec>,
+    backoff: Backoff,
+    state: State,
+}
+
+/// A report on one exit, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    /// The program.
+    pub name: ProgramName,
+    /// How long it ran.
+    pub lived: Duration,
+    /// Whether colony had asked it to stop.
+    pub requested: bool,
+}
+
+/// Every program colony knows, and the shutdown flag.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    policy: Policy,
+    programs: BTreeMap<ProgramName, Program>,
+    pids: HashMap<Pid, ProgramName>,
+    shutting_down: bool,
+}
+
+/// A request named a program colony does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProgram(pub ProgramName);
+
+impl Supervisor {
+    /// An empty supervisor.
+    pub fn new(policy: Policy) -> Supervisor {
+        Supervisor { policy, programs: BTreeMap::new(), pids: HashMap::new(), shutting_down: false }
+    }
+
+    /// The restart policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether `shutdown` was called.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The state of `name`, if known.
+    pub fn state(&self, name: &str) -> Option<&State> {
+        self.programs.get(name).map(|p| &p.state)
+    }
+
+    /// Every known program and its state.
+    pub fn programs(&self) -> impl Iterator<Item = (&ProgramName, &State)> {
+        self.programs.iter().map(|(n, p)| (n, &p.state))
+    }
+
+    /// The program that owns `pid`.
+    pub fn owner(&self, pid: Pid) -> Option<&ProgramName> {
+        self.pids.get(&pid)
+    }
+
+    /// Whether the supervisor has finished shutting down.
+    pub fn is_done(&self) -> bool {
+        self.shutting_down && self.pids.is_empty()
+    }
+
+    /// The config file of `name` now holds `spec` (new or changed), or is
+    /// gone (`None`).
+    pub fn configure(&mut self, name: &ProgramName, spec: Option<ProgramSpec>, now: Instant, out: &mut Vec<Effect>) {
+        if self.shutting_down {
+            return;
+        }
+        let policy = self.policy;
+        match (spec, self.programs.get_mut(name)) {
+            (Some(spec), None) => {
+                let program = Program {
+                    spec: Arc::new(spec),
+                    backoff: Backoff::new(&policy),
+                    state: State::Waiting { at: now },
+                };
+                self.programs.insert(name.clone(), program);
+                self.poke(name, now, out);
+            }
+            (Some(spec), Some(p)) => {
+                // The running instance is stopped the way its own (old)
+                // spec says; the new spec applies from the next start.
+                if matches!(p.state, State::Running { .. }) {
+                    self.stop(name, AfterStop::Start, now, out);
+                }
+                let Some(p) = self.programs.get_mut(name) else { return };
+                p.spec = Arc::new(spec);
+                p.backoff = Backoff::new(&policy);
+                match p.state {
+                    State::Waiting { .. } => {
+                        p.state = State::Waiting { at: now };
+                        self.poke(name, now, out);
+                    }
+                    State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
+                    State::Running { .. } | State::Starting | State::Halted => {}
+                }
+            }
+            (None, Some(p)) => match p.state {
+                State::Waiting { .. } | State::Halted | State::Starting => {
+                    self.programs.remove(name);
+                    out.push(Effect::Forgotten { name: name.clone() });
+                }
+                State::Running { .. } => self.stop(name, AfterStop::Forget, now, out),
+                State::Stopping { ref mut then, .. } => *then = AfterStop::Forget,
+            },
+            (None, None) => {}
+        }
+    }
+
+    /// Restart `name` now: stop it if it runs (then start it as soon as it
+    /// has been reaped), or start it at once if it is waiting in backoff.
+    pub fn restart(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), UnknownProgram> {
+        let Some(p) = self.programs.get_mut(name) else { return Err(UnknownProgram(name.clone())) };
+        if self.shutting_down {
+            return Ok(());
+        }
+        match p.state {
+            State::Running { .. } => self.stop(name, AfterStop::Start, now, out),
+            State::Waiting { .. } => {
+                p.state = State::Waiting { at: now };
+                self.poke(name, now, out);
+            }
+            State::Stopping { then: AfterStop::Forget, .. } => return Err(UnknownProgram(name.clone())),
+            State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
+            State::Starting | State::Halted => {}
+        }
+        Ok(())
+    }
+
+    /// Restart every program.
+    pub fn restart_all(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let names: Vec<_> = self.programs.keys().cloned().collect();
+        for name in names {
+            let _ = self.restart(&name, now, out);
+        }
+    }
+
+    /// Restart every program whose `group` list holds `group`; returns how
+    /// many there were.
+    pub fn restart_group(&mut self, group: &str, now: Instant, out: &mut Vec<Effect>) -> usize {
+        let names: Vec<_> = self
+            .programs
+            .iter()
+            .filter(|(_, p)| p.spec.groups().iter().any(|g| g == group))
+            .filter(|(_, p)| !matches!(p.state, State::Stopping { then: AfterStop::Forget, .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in &names {
+            let _ = self.restart(name, now, out);
+        }
+        names.len()
+    }
+
+    /// The runtime performed a `Spawn`: `Some(pid)` if the program runs,
+    /// `None` if it could not be started (counted as an instant death).
+    pub fn spawned(&mut self, name: &ProgramName, pid: Option<Pid>, now: Instant, out: &mut Vec<Effect>) {
+        let policy = self.policy;
+        let Some(p) = self.programs.get_mut(name) else { return };
+        if p.state != State::Starting {
+            return;
+        }
+        match pid {
+            Some(pid) => {
+                p.state = State::Running { pid, since: now };
+                self.pids.insert(pid, name.clone());
+            }
+            None => {
+                let delay = p.backoff.on_exit(Duration::ZERO, &policy);
+                p.state = State::Waiting { at: now + delay };
+                out.push(Effect::Scheduled { name: name.clone(), delay });
+            }
+        }
+    }
+
+    /// A child was reaped. Returns `None` for a pid colony did not start (an
+    /// orphan it inherited), else what happened to the program.
+    pub fn exited(&mut self, pid: Pid, now: Instant, out: &mut Vec<Effect>) -> Option<Exit> {
+        let name = self.pids.remove(&pid)?;
+        let policy = self.policy;
+        let p = self.programs.get_mut(&name)?;
+        let (since, requested, then) = match p.state {
+            State::Running { since, .. } => (since, false, None),
+            State::Stopping { since, then, .. } => (since, true, Some(then)),
+            _ => return None,
+        };
+        let lived = now.saturating_duration_since(since);
+        if requested {
+            out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
+        }
+        match then {
+            None if self.shutting_down => p.state = State::Halted,
+            None => {
+                let delay = p.backoff.on_exit(lived, &policy);
+                p.state = State::Waiting { at: now + delay };
+                if delay > Duration::ZERO {
+                    out.push(Effect::Scheduled { name: name.clone(), delay });
+                }
+                self.poke(&name, now, out);
+            }
+            Some(AfterStop::Start) => {
+                p.state = State::Waiting { at: now };
+                self.poke(&name, now, out);
+            }
+            Some(AfterStop::Forget) => {
+                self.programs.remove(&name);
+                out.push(Effect::Forgotten { name: name.clone() });
+            }
+            Some(AfterStop::Halt) => p.state = State::Halted,
+        }
+        Some(Exit { name, lived, requested })
+    }
+
+    /// Time has come to `now`: start programs whose backoff has passed and
+    /// SIGKILL those that outlived their kill time.
+    pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let due: Vec<ProgramName> = self
+            .programs
+            .iter()
+            .filter(|(_, p)| match p.state {
+                State::Waiting { at } => at <= now,
+                State::Stopping { kill_at: Some(at), .. } => at <= now,
+                _ => false,
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in due {
+            let Some(p) = self.programs.get_mut(&name) else { continue };
+            if let State::Stopping { pid, ref mut kill_at, .. } = p.state {
+                *kill_at = None;
+                out.push(Effect::Signal { name: name.clone(), pgid: pid, signal: SIGKILL });
+            } else {
+                self.poke(&name, now, out);
+            }
+        }
+    }
+
+    /// The earliest moment `tick` has something to do.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.programs
+            .values()
+            .filter_map(|p| match p.state {
+                State::Waiting { at } => Some(at),
+                State::Stopping { kill_at, .. } => kill_at,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Stop everything: the stop signal to every running program, SIGKILL
+    /// after its kill time, nothing restarted. Done when [`is_done`](Self::is_done).
+    pub fn shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.shutting_down = true;
+        let names: Vec<_> = self.programs.keys().cloned().collect();
+        for name in names {
+            let Some(p) = self.programs.get_mut(&name) else { continue };
+            match p.state {
+                State::Running { .. } => self.stop(&name, AfterStop::Halt, now, out),
+                State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
+                State::Waiting { .. } | State::Starting => p.state = State::Halted,
+                State::Halted => {}
+            }
+        }
+    }
+
+    /// A second shutdown request: SIGKILL every live program now.
+    pub fn force_shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        self.shutdown(now, out);
+        for (name, p) in self.programs.iter_mut() {
+            if let State::Stopping { pid, ref mut kill_at, .. } = p.state {
+                *kill_at = None;
+                out.push(Effect::Signal { name: name.clone(), pgid: pid, signal: SIGKILL });
+            }
+        }
+    }
+
+    /// Running → Stopping: the stop signal now, SIGKILL after the kill time.
+    fn stop(&mut self, name: &ProgramName, then: AfterStop, now: Instant, out: &mut Vec<Effect>) {
+        let policy = self.policy;
+        let Some(p) = self.programs.get_mut(name) else { return };
+        if let State::Running { pid, since } = p.state {
+            let killtime = p.spec.killtime().map(Duration::from_secs_f64).unwrap_or(policy.killtime);
+            let signal = p.spec.stop_signal().unwrap_or(SIGTERM);
+            p.state = State::Stopping { pid, since, kill_at: Some(now + killtime), then };
+            out.push(Effect::Signal { name: name.clone(), pgid: pid, signal });
+        }
+    }
+
+    /// Waiting and due → Starting, with a `Spawn` effect.
+    fn poke(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) {
+        let Some(p) = self.programs.get_mut(name) else { return };
+        if let State::Waiting { at } = p.state {
+            if at <= now && !self.shutting_down {
+                p.state = State::Starting;
+                out.push(Effect::Spawn { name: name.clone(), spec: p.spec.clone() });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
