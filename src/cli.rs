@@ -2,6 +2,7 @@
 //!
 //! Depends on clap and the subcommands' modules.
 
+use crate::settings::RunArgs;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
 
@@ -15,6 +16,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the supervisor in the foreground (alias: supervise).
+    #[command(visible_alias = "supervise")]
+    Run(RunArgs),
     /// Control the supervisor by writing files (same as colony-ctl).
     #[command(disable_help_flag = true)]
     Ctl {
@@ -33,6 +37,22 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         }
     };
     match cli.command {
+        Command::Run(args) => {
+            init_logging();
+            match args.settings() {
+                Ok(settings) => crate::runtime::run(settings),
+                Err(msg) => {
+                    eprintln!("colony run: {msg}");
+                    2
+                }
+            }
+        }
         Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
     }
+}
+
+/// Logs go to stderr; `COLONY_LOG` filters them (env_logger syntax; a
+/// program's output has the program's name as its target).
+fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::new().filter_or("COLONY_LOG", "info")).format_target(false).init();
 }

@@ -6,3 +6,5 @@
 
 pub mod cli;
 pub mod core;
+mod runtime;
+pub mod settings;

@@ -47,5 +47,5 @@ pub use files::{list_messages, scan_config_dir, write_atomic, ConfigScan};
 pub use json::to_python_json;
 pub use message::{message_name, new_message_name, Message, MessageError};
 pub use name::{is_ignored_file_name, NameError, ProgramName};
-pub use places::Places;
+pub use places::{ConfiguredProgram, Places};
 pub use spec::{parse_signal, Beatcheck, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS};

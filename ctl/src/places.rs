@@ -11,6 +11,10 @@ use crate::spec::{ProgramSpec, SpecError};
 use std::io;
 use std::path::{Path, PathBuf};
 
+/// A program read back from the config directory: its name and its spec,
+/// or why its file does not parse.
+pub type ConfiguredProgram = (ProgramName, Result<ProgramSpec, SpecError>);
+
 /// The two directories that make up a colony (or ncolony) installation.
 ///
 /// ```
@@ -105,7 +109,7 @@ impl Places {
     /// Reads back every configured program, sorted by name; a file that does
     /// not parse comes with its error. Entries that are not program files
     /// at all (subdirectories, bad names) are left out.
-    pub fn programs(&self) -> Result<Vec<(ProgramName, Result<ProgramSpec, SpecError>)>, Error> {
+    pub fn programs(&self) -> Result<Vec<ConfiguredProgram>, Error> {
         let scan = scan_config_dir(&self.config)
             .map_err(|e| self.io("read", "config", &self.config, self.config.clone(), e))?;
         Ok(scan

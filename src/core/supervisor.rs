@@ -157,11 +157,8 @@ impl Supervisor {
         let policy = self.policy;
         match (spec, self.programs.get_mut(name)) {
             (Some(spec), None) => {
-                let program = Program {
-                    spec: Arc::new(spec),
-                    backoff: Backoff::new(&policy),
-                    state: State::Waiting { at: now },
-                };
+                let program =
+                    Program { spec: Arc::new(spec), backoff: Backoff::new(&policy), state: State::Waiting { at: now } };
                 self.programs.insert(name.clone(), program);
                 self.poke(name, now, out);
             }

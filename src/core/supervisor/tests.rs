@@ -33,12 +33,7 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let policy = Policy {
-            threshold: secs(1.0),
-            min_delay: secs(1.0),
-            max_delay: secs(8.0),
-            killtime: secs(5.0),
-        };
+        let policy = Policy { threshold: secs(1.0), min_delay: secs(1.0), max_delay: secs(8.0), killtime: secs(5.0) };
         let t0 = Instant::now();
         World {
             sup: Supervisor::new(policy),
@@ -57,10 +52,7 @@ impl World {
         for e in effects {
             match e {
                 Effect::Spawn { name, .. } => {
-                    assert!(
-                        !self.live.values().any(|n| *n == name),
-                        "spawned {name} while an instance is alive"
-                    );
+                    assert!(!self.live.values().any(|n| *n == name), "spawned {name} while an instance is alive");
                     self.spawns.push((name.clone(), self.now));
                     let mut out = Vec::new();
                     if self.fail_spawns {
@@ -162,7 +154,9 @@ fn restart_stops_then_starts_after_reap() {
 fn config_change_uses_its_own_stop_signal_and_killtime() {
     let mut w = World::new();
     let web = name("web");
-    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"], "stop_signal": "INT", "killtime": 1}"#)), now, out));
+    w.run(|s, now, out| {
+        s.configure(&web, Some(spec(r#"{"args": ["x"], "stop_signal": "INT", "killtime": 1}"#)), now, out)
+    });
     let pid = w.pid_of("web").unwrap();
     w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["y"]}"#)), now, out));
     assert_eq!(w.signals, [(pid, 2)]);

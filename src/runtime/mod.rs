@@ -1,0 +1,533 @@
+//! The runtime: one mio loop on one thread that owns every child. It turns
+//! signals, directory changes, pipe output and deadlines into events for the
+//! pure supervisor, and performs the effects it returns.
+//!
+//! The only part of colony that talks to the operating system for the
+//! supervisor: spawning, signalling, reaping, pipes, watching, PID files.
+
+mod output;
+mod signals;
+mod spawn;
+mod watch;
+
+use crate::core::diff::{diff, Change};
+use crate::core::supervisor::{Effect, ExitStatus, Pid, Supervisor};
+use crate::settings::Settings;
+use colony_ctl::{scan_config_dir, write_atomic, Message, ProgramName, ProgramSpec};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nix::sys::signal::Signal;
+use output::{Drained, Kind, Sink, Stream};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SIGNALS: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_STREAM: usize = 2;
+
+/// Exit code when colony cannot start (directories, signals, watcher).
+pub const EXIT_STARTUP: i32 = 1;
+
+struct Runtime {
+    settings: Settings,
+    sup: Supervisor,
+    poll: Poll,
+    /// Config bytes as last read, valid or not (to log a bad file once).
+    seen: BTreeMap<ProgramName, Vec<u8>>,
+    /// Config bytes last handed to the supervisor, per program.
+    applied: BTreeMap<ProgramName, Vec<u8>>,
+    /// Problems of entries that are not program files, already logged.
+    reported: BTreeSet<(PathBuf, String)>,
+    /// Message files that could be neither handled nor moved aside.
+    stuck: BTreeSet<PathBuf>,
+    streams: HashMap<Token, Stream>,
+    next_token: usize,
+    /// Streams whose read budget ran out: read again before sleeping.
+    again: Vec<Token>,
+    sink: Sink,
+    read_buf: Vec<u8>,
+    child_nofile: Option<libc::rlimit>,
+    stop_requests: u32,
+}
+
+/// Runs the supervisor until it is told to stop; returns the exit code.
+pub fn run(settings: Settings) -> i32 {
+    // Signals first, before the watcher thread exists, so every thread
+    // inherits the blocked mask and they all arrive at the signalfd.
+    let mut sfd = match signals::block_and_open() {
+        Ok(s) => s,
+        Err(e) => return startup_error(format!("cannot set up signal handling: {e}")),
+    };
+    signals::become_subreaper();
+    let child_nofile = raise_nofile();
+    let mut settings = settings;
+    for (role, dir) in [("config", &mut settings.config), ("messages", &mut settings.messages)] {
+        match prepare_dir(role, dir) {
+            Ok(canon) => *dir = canon,
+            Err(msg) => return startup_error(msg),
+        }
+    }
+    if let Some(dir) = &mut settings.pid_dir {
+        match prepare_dir("pid", dir) {
+            Ok(canon) => *dir = canon,
+            Err(msg) => return startup_error(msg),
+        }
+    }
+    let poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => return startup_error(format!("cannot create the event loop: {e}")),
+    };
+    let waker = match Waker::new(poll.registry(), WAKER) {
+        Ok(w) => Arc::new(w),
+        Err(e) => return startup_error(format!("cannot create the event loop: {e}")),
+    };
+    let sig_raw = signals::raw(&sfd);
+    if let Err(e) = poll.registry().register(&mut SourceFd(&sig_raw), SIGNALS, Interest::READABLE) {
+        return startup_error(format!("cannot watch signals: {e}"));
+    }
+    let dirty = watch::Dirty::default();
+    let _watcher = match watch::start(&settings.config, &settings.messages, dirty.clone(), waker) {
+        Ok(w) => w,
+        Err(e) => return startup_error(watch_error(e)),
+    };
+    log::info!(
+        "colony {} supervising {} (messages {}, pid {})",
+        env!("CARGO_PKG_VERSION"),
+        settings.config.display(),
+        settings.messages.display(),
+        std::process::id()
+    );
+    let mut rt = Runtime {
+        sup: Supervisor::new(settings.policy),
+        settings,
+        poll,
+        seen: BTreeMap::new(),
+        applied: BTreeMap::new(),
+        reported: BTreeSet::new(),
+        stuck: BTreeSet::new(),
+        streams: HashMap::new(),
+        next_token: FIRST_STREAM,
+        again: Vec::new(),
+        sink: Sink::stderr(),
+        read_buf: vec![0; 64 * 1024],
+        child_nofile,
+        stop_requests: 0,
+    };
+    rt.main_loop(&mut sfd, &dirty)
+}
+
+fn startup_error(msg: String) -> i32 {
+    log::error!("{msg}");
+    EXIT_STARTUP
+}
+
+fn watch_error(e: notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::MaxFilesWatch => {
+            "cannot watch the directories: too many inotify watches (raise fs.inotify.max_user_watches)".into()
+        }
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => {
+            "cannot watch the directories: too many inotify instances (raise fs.inotify.max_user_instances)".into()
+        }
+        _ => format!("cannot watch the directories: {e}"),
+    }
+}
+
+/// Creates a missing directory (with a log line) and returns its canonical path.
+fn prepare_dir(role: &str, dir: &Path) -> Result<PathBuf, String> {
+    if !dir.is_dir() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the {role} directory {}: {e}", dir.display()))?;
+        log::info!("created the {role} directory {}", dir.display());
+    }
+    dir.canonicalize().map_err(|e| format!("cannot use the {role} directory {}: {e}", dir.display()))
+}
+
+/// Raises colony's own open-files limit to the hard limit (two pipes per
+/// child) and returns the original one for children to get back.
+fn raise_nofile() -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return None;
+        }
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            return None;
+        }
+    }
+    Some(lim)
+}
+
+impl Runtime {
+    fn main_loop(&mut self, sfd: &mut nix::sys::signalfd::SignalFd, dirty: &watch::Dirty) -> i32 {
+        let mut events = Events::with_capacity(256);
+        let mut next_rescan = Instant::now();
+        let mut reap = true;
+        let mut marks = watch::CONFIG | watch::MESSAGES;
+        loop {
+            let now = Instant::now();
+            if now >= next_rescan {
+                marks |= watch::CONFIG | watch::MESSAGES;
+                next_rescan = now + self.settings.frequency;
+            }
+            self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
+            self.sink.flush();
+            if self.sup.is_done() {
+                self.finish();
+                return 0;
+            }
+            let deadline = [self.sup.next_deadline(), Some(next_rescan)].into_iter().flatten().min();
+            let timeout = if self.again.is_empty() {
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout.map(round_up_ms)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::error!("poll failed: {e}");
+                }
+                continue;
+            }
+            for token in std::mem::take(&mut self.again) {
+                self.read_stream(token);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    SIGNALS => {
+                        for sig in signals::drain(sfd) {
+                            match sig {
+                                Signal::SIGCHLD => reap = true,
+                                Signal::SIGHUP => {
+                                    log::info!("SIGHUP: rescanning both directories");
+                                    marks |= watch::CONFIG | watch::MESSAGES;
+                                }
+                                _ => self.stop_request(sig),
+                            }
+                        }
+                    }
+                    WAKER => marks |= dirty.take(),
+                    token => self.read_stream(token),
+                }
+            }
+        }
+    }
+
+    /// One pass over everything that may have happened.
+    fn turn(&mut self, now: Instant, reap: bool, marks: u8) {
+        let mut effects = Vec::new();
+        if reap {
+            for (pid, status) in signals::reap_all() {
+                self.child_exited(pid, status, now, &mut effects);
+            }
+        }
+        if marks & (watch::CONFIG | watch::MESSAGES) != 0 && !self.sup.shutting_down() {
+            // Messages may name programs added just before them: config first.
+            self.rescan_config(now, &mut effects);
+        }
+        if marks & watch::MESSAGES != 0 && !self.sup.shutting_down() {
+            self.handle_messages(now, &mut effects);
+        }
+        self.sup.tick(now, &mut effects);
+        self.apply(effects, now);
+    }
+
+    fn stop_request(&mut self, sig: Signal) {
+        self.stop_requests += 1;
+        let now = Instant::now();
+        let mut effects = Vec::new();
+        if self.stop_requests == 1 {
+            log::info!("{sig}: stopping every program (a second signal kills them at once)");
+            self.sup.shutdown(now, &mut effects);
+        } else {
+            log::warn!("{sig} again: killing every program now");
+            self.sup.force_shutdown(now, &mut effects);
+        }
+        self.apply(effects, now);
+    }
+
+    fn child_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant, effects: &mut Vec<Effect>) {
+        // Forward what the child wrote last before saying it exited.
+        let tokens: Vec<Token> = self.streams.keys().copied().collect();
+        match self.sup.exited(pid, now, effects) {
+            None => log::debug!("reaped orphan {pid} ({})", describe(status)),
+            Some(exit) => {
+                for t in tokens {
+                    if self.streams.get(&t).is_some_and(|s| s.name == exit.name.as_str()) {
+                        self.read_stream(t);
+                    }
+                }
+                self.sink.flush();
+                let how = describe(status);
+                if exit.requested {
+                    log::info!("{}: {how} after {}", exit.name, secs(exit.lived));
+                } else {
+                    log::warn!("{}: {how} after {}", exit.name, secs(exit.lived));
+                }
+                if let Some(dir) = &self.settings.pid_dir {
+                    let _ = std::fs::remove_file(dir.join(exit.name.as_str()));
+                }
+            }
+        }
+    }
+
+    fn rescan_config(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let scan = match scan_config_dir(&self.settings.config) {
+            Ok(s) => s,
+            Err(e) => {
+                let key = (self.settings.config.clone(), e.to_string());
+                if self.reported.insert(key) {
+                    log::error!("cannot read the config directory {}: {e}", self.settings.config.display());
+                }
+                return;
+            }
+        };
+        let problems: BTreeSet<(PathBuf, String)> = scan.problems.into_iter().collect();
+        for (path, why) in problems.difference(&self.reported) {
+            log::error!("{}: {why}; skipped", path.display());
+        }
+        self.reported = problems;
+        let changes: Vec<(ProgramName, Option<Vec<u8>>)> = diff(&self.seen, &scan.files)
+            .into_iter()
+            .map(|c| match c {
+                Change::Set(n, b) => (n.clone(), Some(b.to_vec())),
+                Change::Gone(n) => (n.clone(), None),
+            })
+            .collect();
+        self.seen = scan.files;
+        for (name, bytes) in changes {
+            match bytes {
+                None => {
+                    if self.applied.remove(&name).is_some() {
+                        log::info!("{name}: config removed, stopping");
+                    }
+                    self.sup.configure(&name, None, now, effects);
+                }
+                Some(bytes) => {
+                    let path = self.settings.config.join(name.as_str());
+                    match ProgramSpec::parse(&bytes) {
+                        Err(e) => {
+                            let keep =
+                                if self.applied.contains_key(&name) { " (the running instance is kept)" } else { "" };
+                            log::error!("{}{keep}", e.in_file(path));
+                        }
+                        Ok(_) if self.applied.get(&name) == Some(&bytes) => {}
+                        Ok(spec) => {
+                            for key in spec.unknown_keys() {
+                                log::debug!("{}: key {key:?} is not used by colony", path.display());
+                            }
+                            let verb =
+                                if self.applied.contains_key(&name) { "config changed, restarting" } else { "added" };
+                            log::info!("{name}: {verb}");
+                            self.applied.insert(name.clone(), bytes);
+                            self.sup.configure(&name, Some(spec), now, effects);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_messages(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let list = match colony_ctl::list_messages(&self.settings.messages) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("cannot read the messages directory {}: {e}", self.settings.messages.display());
+                return;
+            }
+        };
+        for path in list {
+            if self.stuck.contains(&path) {
+                continue;
+            }
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    self.reject(&path, "is a directory, not a message");
+                    continue;
+                }
+                Err(e) => {
+                    self.reject(&path, &format!("cannot read: {e}"));
+                    continue;
+                }
+            };
+            match Message::parse(&bytes) {
+                Err(e) => self.reject(&path, &e.to_string()),
+                Ok(msg) => match self.dispatch(&msg, now, effects) {
+                    Ok(()) => {
+                        if let Err(e) = std::fs::remove_file(&path) {
+                            if e.kind() != io::ErrorKind::NotFound {
+                                log::error!("{}: handled but cannot be removed: {e}", path.display());
+                                self.stuck.insert(path);
+                            }
+                        }
+                    }
+                    Err(why) => self.reject(&path, &why),
+                },
+            }
+        }
+    }
+
+    fn dispatch(&mut self, msg: &Message, now: Instant, effects: &mut Vec<Effect>) -> Result<(), String> {
+        match msg {
+            Message::Restart(name) => {
+                self.sup.restart(name, now, effects).map_err(|_| format!("no program named {name:?} is configured"))?;
+                log::info!("{name}: restart requested");
+            }
+            Message::RestartAll => {
+                log::info!("restarting every program");
+                self.sup.restart_all(now, effects);
+            }
+            Message::RestartGroup(group) => {
+                let n = self.sup.restart_group(group, now, effects);
+                if n == 0 {
+                    log::warn!("restart of group {group:?}: no program is in it");
+                } else {
+                    log::info!("restarting group {group:?} ({n} programs)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs a message that cannot be handled and moves it aside to a
+    /// dot-file, which no reader looks at again.
+    fn reject(&mut self, path: &Path, why: &str) {
+        let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let aside = path.with_file_name(format!(".{file}.rejected"));
+        match std::fs::rename(path, &aside) {
+            Ok(()) => log::error!("{}: {why}; moved aside to {}", path.display(), aside.display()),
+            Err(e) => match std::fs::remove_file(path) {
+                Ok(()) => log::error!("{}: {why}; deleted (cannot move it aside: {e})", path.display()),
+                Err(e2) => {
+                    log::error!("{}: {why}; cannot move or delete it ({e2}), ignoring it from now on", path.display());
+                    self.stuck.insert(path.to_path_buf());
+                }
+            },
+        }
+    }
+
+    /// Performs effects until none are left (a spawn can lead to more).
+    fn apply(&mut self, effects: Vec<Effect>, now: Instant) {
+        let mut queue: VecDeque<Effect> = effects.into();
+        while let Some(effect) = queue.pop_front() {
+            let mut more = Vec::new();
+            match effect {
+                Effect::Spawn { name, spec } => {
+                    let pid = self.spawn(&name, &spec);
+                    self.sup.spawned(&name, pid, now, &mut more);
+                }
+                Effect::Signal { name, pgid, signal } => {
+                    let how = signals::name(signal);
+                    match self.sup.state(name.as_str()) {
+                        Some(crate::core::supervisor::State::Stopping { kill_at: None, .. }) if signal == 9 => {
+                            log::warn!("{name}: sending SIGKILL to process group {pgid}")
+                        }
+                        _ => log::info!("{name}: stopping, {how} to process group {pgid}"),
+                    }
+                    signals::signal_group(pgid, signal);
+                }
+                Effect::KillLeftovers { name, pgid } => {
+                    if signals::signal_group(pgid, libc::SIGKILL) {
+                        log::warn!("{name}: killed processes left behind in its process group {pgid}");
+                    }
+                }
+                Effect::Scheduled { name, delay } => log::info!("{name}: starting again in {}", secs(delay)),
+                Effect::Forgotten { name } => log::info!("{name}: removed"),
+            }
+            queue.extend(more);
+        }
+    }
+
+    fn spawn(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Option<Pid> {
+        let raw = self.applied.get(name).cloned().unwrap_or_else(|| spec.to_bytes());
+        match spawn::spawn(name, spec, &raw, self.child_nofile) {
+            Err(e) => {
+                log::error!("{name}: {e}");
+                None
+            }
+            Ok(child) => {
+                log::info!("{name}: started, pid {}", child.pid);
+                for (kind, pipe) in [(Kind::Stdout, child.stdout), (Kind::Stderr, child.stderr)] {
+                    self.add_stream(name, kind, pipe);
+                }
+                if let Some(dir) = &self.settings.pid_dir {
+                    if let Err(e) = write_atomic(dir, name.as_str(), child.pid.to_string().as_bytes()) {
+                        log::error!("{name}: cannot write its PID file in {}: {e}", dir.display());
+                    }
+                }
+                Some(child.pid)
+            }
+        }
+    }
+
+    fn add_stream(&mut self, name: &ProgramName, kind: Kind, pipe: std::fs::File) {
+        use std::os::fd::AsRawFd;
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let stream = match Stream::new(name.to_string(), kind, pipe) {
+            Ok(s) => s,
+            Err(e) => return log::error!("{name}: cannot read its output: {e}"),
+        };
+        let fd = stream.pipe.as_raw_fd();
+        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            return log::error!("{name}: cannot watch its output: {e}");
+        }
+        self.streams.insert(token, stream);
+    }
+
+    fn read_stream(&mut self, token: Token) {
+        let Some(stream) = self.streams.get_mut(&token) else { return };
+        match stream.drain(&mut self.read_buf, &mut self.sink) {
+            Drained::Empty => {}
+            Drained::More => {
+                if !self.again.contains(&token) {
+                    self.again.push(token);
+                }
+            }
+            Drained::Closed => {
+                if let Some(s) = self.streams.remove(&token) {
+                    use std::os::fd::AsRawFd;
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&s.pipe.as_raw_fd()));
+                }
+            }
+        }
+    }
+
+    /// After the last program stopped: forward the last output, reap any
+    /// orphan still around, and say goodbye.
+    fn finish(&mut self) {
+        let tokens: Vec<Token> = self.streams.keys().copied().collect();
+        for t in tokens {
+            self.read_stream(t);
+        }
+        self.sink.flush();
+        for (pid, status) in signals::reap_all() {
+            log::debug!("reaped orphan {pid} ({})", describe(status));
+        }
+        log::info!("every program stopped; exiting");
+    }
+}
+
+fn describe(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Exited(code) => format!("exited with code {code}"),
+        ExitStatus::Signaled(sig) => format!("killed by {}", signals::name(sig)),
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+/// poll(2) counts whole milliseconds: round up so that a deadline is never
+/// woken for early (which would spin).
+fn round_up_ms(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(ms.min(u64::MAX as u128) as u64)
+}

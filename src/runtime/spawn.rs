@@ -1,0 +1,192 @@
+//! Starting a child: argv and PATH lookup, the exact environment, user and
+//! groups, own process group, stdin from /dev/null, stdout and stderr as
+//! pipes. Never waits for the child: the loop reaps.
+//!
+//! Depends on std::process, nix (users, groups) and libc.
+
+use colony_ctl::{ProgramName, ProgramSpec};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// A started child.
+pub struct Child {
+    /// Its pid, which is also its process-group id.
+    pub pid: i32,
+    /// Read end of its stdout.
+    pub stdout: File,
+    /// Read end of its stderr.
+    pub stderr: File,
+}
+
+/// Looks `program` up on the supervisor's `PATH` when it has no `/`.
+pub fn resolve(program: &str, path_var: Option<&OsStr>) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        return Ok(PathBuf::from(program));
+    }
+    let path_var = path_var.ok_or_else(|| format!("{program:?} has no '/' and the supervisor has no PATH"))?;
+    for dir in std::env::split_paths(path_var) {
+        let candidate = dir.join(program);
+        if let Ok(meta) = candidate.metadata() {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(format!("{program:?} not found on the supervisor's PATH"))
+}
+
+/// The child's whole environment: `env`, then `env_inherit` (unset → ""),
+/// then `NCOLONY_CONFIG`/`COLONY_CONFIG` (the raw file) and
+/// `NCOLONY_NAME`/`COLONY_NAME`; later entries win.
+pub fn environment(name: &ProgramName, spec: &ProgramSpec, raw: &[u8]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(spec.env().len() + spec.env_inherit().len() + 4);
+    let mut set = |k: OsString, v: OsString| {
+        if let Some(slot) = env.iter_mut().find(|(key, _)| *key == k) {
+            slot.1 = v;
+        } else {
+            env.push((k, v));
+        }
+    };
+    for (k, v) in spec.env() {
+        set(k.into(), v.into());
+    }
+    for var in spec.env_inherit() {
+        set(var.into(), std::env::var_os(var).unwrap_or_default());
+    }
+    let raw = OsStr::from_bytes(raw).to_os_string();
+    set("NCOLONY_CONFIG".into(), raw.clone());
+    set("NCOLONY_NAME".into(), name.as_str().into());
+    set("COLONY_CONFIG".into(), raw);
+    set("COLONY_NAME".into(), name.as_str().into());
+    env
+}
+
+/// The ids to switch to, resolved in the parent (nothing in the child may
+/// allocate or read /etc).
+struct Identity {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Vec<libc::gid_t>,
+}
+
+fn identity(spec: &ProgramSpec) -> Identity {
+    let (uid, mut gid) = (spec.uid(), spec.gid());
+    let mut groups = Vec::new();
+    if let Some(uid) = uid {
+        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+            let primary = gid.unwrap_or(user.gid.as_raw());
+            gid = Some(primary);
+            if let Ok(name) = CString::new(user.name.as_bytes()) {
+                if let Ok(list) = nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(primary)) {
+                    groups = list.into_iter().map(|g| g.as_raw()).collect();
+                }
+            }
+        }
+    }
+    if groups.is_empty() {
+        groups.extend(gid);
+    }
+    Identity { uid, gid, groups }
+}
+
+/// Starts `spec` as `name`. `raw` is the config file's bytes;
+/// `child_nofile` the open-files limit the child gets back.
+pub fn spawn(
+    name: &ProgramName,
+    spec: &ProgramSpec,
+    raw: &[u8],
+    child_nofile: Option<libc::rlimit>,
+) -> io::Result<Child> {
+    let args = spec.args();
+    let exe = resolve(&args[0], std::env::var_os("PATH").as_deref())
+        .map_err(|msg| io::Error::new(io::ErrorKind::NotFound, msg))?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg0(&args[0])
+        .args(&args[1..])
+        .env_clear()
+        .envs(environment(name, spec, raw))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    if let Some(dir) = spec.cwd() {
+        cmd.current_dir(Path::new(dir));
+    }
+    let id = identity(spec);
+    let switch_ids = id.uid.is_some() || id.gid.is_some();
+    // SAFETY: the closure runs in the forked child before exec and only
+    // makes async-signal-safe system calls on memory prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(lim) = child_nofile {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            if switch_ids {
+                if libc::setgroups(id.groups.len(), id.groups.as_ptr()) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if let Some(gid) = id.gid {
+                    if libc::setgid(gid) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                if let Some(uid) = id.uid {
+                    if libc::setuid(uid) != 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child =
+        cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", exe.display())))?;
+    let pid = child.id() as i32;
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(io::Error::other("child pipes missing"));
+    };
+    // The `Child` handle is dropped without waiting: the loop reaps.
+    Ok(Child {
+        pid,
+        stdout: File::from(std::os::fd::OwnedFd::from(out)),
+        stderr: File::from(std::os::fd::OwnedFd::from(err)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_is_exact_and_ordered_by_precedence() {
+        let spec = ProgramSpec::parse(
+            br#"{"args": ["x"], "env": {"A": "1", "NCOLONY_NAME": "spoof"}, "env_inherit": ["COLONY_TEST_SURELY_UNSET"]}"#,
+        )
+        .unwrap();
+        let name = ProgramName::new("web").unwrap();
+        let env = environment(&name, &spec, b"RAW");
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.to_str().unwrap().to_string());
+        assert_eq!(get("A").as_deref(), Some("1"));
+        assert_eq!(get("COLONY_TEST_SURELY_UNSET").as_deref(), Some(""));
+        assert_eq!(get("NCOLONY_NAME").as_deref(), Some("web"));
+        assert_eq!(get("NCOLONY_CONFIG").as_deref(), Some("RAW"));
+        assert_eq!(get("COLONY_CONFIG").as_deref(), Some("RAW"));
+        assert_eq!(get("COLONY_NAME").as_deref(), Some("web"));
+        assert_eq!(env.len(), 6);
+    }
+
+    #[test]
+    fn resolves_on_the_given_path() {
+        let path = OsString::from("/nonexistent:/bin:/usr/bin");
+        assert!(resolve("sh", Some(&path)).unwrap().ends_with("sh"));
+        assert!(resolve("surely-not-a-command", Some(&path)).unwrap_err().contains("not found"));
+        assert_eq!(resolve("./x", None).unwrap(), PathBuf::from("./x"));
+        assert!(resolve("sh", None).is_err());
+    }
+}
