@@ -31,10 +31,7 @@ enum Command {
 pub fn main(argv: Vec<OsString>) -> i32 {
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
+        Err(e) => return colony_ctl::cli::clap_exit("colony", e),
     };
     match cli.command {
         Command::Run(args) => {

@@ -127,10 +127,7 @@ pub fn run(bin: &str, argv: impl IntoIterator<Item = OsString>) -> i32 {
     let cmd = <Cli as clap::CommandFactory>::command().bin_name(bin.to_string());
     let cli = match cmd.try_get_matches_from(argv).and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m)) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
-        }
+        Err(e) => return clap_exit(bin, e),
     };
     match execute(cli) {
         Ok(()) => EXIT_OK,
@@ -252,4 +249,21 @@ fn shell_words(args: &[String]) -> String {
         }
     };
     args.iter().map(quote).collect::<Vec<_>>().join(" ")
+}
+
+/// Prints a clap outcome: help and version in full, a usage error as one
+/// line (exit 2).
+pub fn clap_exit(bin: &str, e: clap::Error) -> i32 {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return EXIT_OK;
+    }
+    let text = e.render().to_string();
+    // The first paragraph, on one line ("required arguments were not
+    // provided: <NAME>").
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let first = first.join(" ");
+    let first = first.trim_start_matches("error: ");
+    eprintln!("{bin}: {first} (see {bin} --help)");
+    EXIT_USAGE
 }

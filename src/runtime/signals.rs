@@ -25,6 +25,13 @@ fn handled() -> SigSet {
 /// receives them. Children get a clean mask back from `std::process`.
 pub fn block_and_open() -> nix::Result<SignalFd> {
     let set = handled();
+    // A signal ignored by whoever started colony (a background job ignores
+    // SIGINT, SIGCHLD ignored would auto-reap) is discarded before it can
+    // be queued: restore the defaults, which blocking makes harmless.
+    for sig in set.iter() {
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)? };
+    }
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
     SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
 }

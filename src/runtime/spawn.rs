@@ -95,6 +95,24 @@ fn identity(spec: &ProgramSpec) -> Identity {
     Identity { uid, gid, groups }
 }
 
+/// Gives the child default signal dispositions and an empty signal mask:
+/// colony blocks the signals it reads from its signalfd, and may itself have
+/// been started with some ignored. Async-signal-safe (runs after fork).
+fn reset_signals() {
+    // SAFETY: sigaction/sigprocmask with valid arguments; errors (for
+    // SIGKILL, SIGSTOP and the C library's reserved signals) are harmless.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=libc::SIGRTMAX() {
+            libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 /// Starts `spec` as `name`. `raw` is the config file's bytes;
 /// `child_nofile` the open-files limit the child gets back.
 pub fn spawn(
@@ -124,6 +142,7 @@ pub fn spawn(
     // makes async-signal-safe system calls on memory prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
+            reset_signals();
             if let Some(lim) = child_nofile {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }

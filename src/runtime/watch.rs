@@ -5,7 +5,8 @@
 //! Depends on notify and mio's Waker.
 
 use colony_ctl::is_ignored_file_name;
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode};
+use notify::{EventKind, RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -46,6 +47,9 @@ pub fn start(config: &Path, messages: &Path, dirty: Dirty, waker: Arc<mio::Waker
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let bits = match res {
             Ok(ev) if ev.need_rescan() => CONFIG | MESSAGES,
+            // colony's own reads (open, read, close without writing) must
+            // not wake it, or every rescan would cause the next one.
+            Ok(ev) if matches!(ev.kind, EventKind::Access(a) if a != AccessKind::Close(AccessMode::Write)) => 0,
             Ok(ev) if !relevant(&ev.paths) => 0,
             Ok(ev) => ev.paths.iter().fold(0, |b, p| {
                 let dir = p.parent().unwrap_or(p);
