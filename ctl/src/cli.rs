@@ -219,7 +219,7 @@ fn list(places: &Places, json: bool) -> Result<(), Failure> {
     for (name, spec) in &programs {
         match spec {
             Ok(spec) if json => {
-                all.insert(name.to_string(), Value::Object(spec.as_map().clone()));
+                all.insert(name.to_string(), Value::Object(spec.to_map()));
             }
             Ok(spec) => {
                 let _ = writeln!(out, "{name}\t{}", shell_words(spec.args()));

@@ -6,6 +6,7 @@ use crate::json::to_python_json;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The keys that colony reads from a config file. Every other key is kept
 /// as it is (in the file and in `NCOLONY_CONFIG`) and otherwise ignored.
@@ -26,9 +27,9 @@ pub struct Beatcheck {
 
 /// A parsed and validated config file.
 ///
-/// The typed fields are what colony acts on; the whole JSON object,
-/// unknown keys included and in file order, is kept and written back by
-/// [`ProgramSpec::to_bytes`].
+/// The typed fields are what colony acts on; the file's bytes, unknown keys
+/// included, are kept as they are and returned by [`ProgramSpec::to_bytes`]
+/// (a spec built in memory is formatted as ncolony's ctl writes it).
 ///
 /// ```
 /// use colony_ctl::ProgramSpec;
@@ -40,7 +41,9 @@ pub struct Beatcheck {
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgramSpec {
-    raw: Map<String, Value>,
+    /// The file's bytes (what `NCOLONY_CONFIG` carries).
+    bytes: Arc<[u8]>,
+    unknown: Vec<String>,
     args: Vec<String>,
     env: Vec<(String, String)>,
     env_inherit: Vec<String>,
@@ -193,7 +196,7 @@ impl ProgramSpec {
         }
         let value: Value = serde_json::from_slice(bytes).map_err(|e| SpecError::one(format!("invalid JSON: {e}")))?;
         match value {
-            Value::Object(map) => ProgramSpec::from_map(map),
+            Value::Object(map) => ProgramSpec::check(&map, bytes.into()),
             other => Err(SpecError::one(format!("expected a JSON object, found {}", kind(&other)))),
         }
     }
@@ -206,7 +209,15 @@ impl ProgramSpec {
 
     /// Validates a JSON object, reporting every problem at once.
     pub fn from_map(raw: Map<String, Value>) -> Result<ProgramSpec, SpecError> {
-        let mut c = Checker { raw: &raw, problems: Vec::new() };
+        let bytes = to_python_json(&Value::Object(raw));
+        let Ok(Value::Object(map)) = serde_json::from_slice(&bytes) else {
+            unreachable!("a serialized object parses back as an object")
+        };
+        ProgramSpec::check(&map, bytes.into())
+    }
+
+    fn check(raw: &Map<String, Value>, bytes: Arc<[u8]>) -> Result<ProgramSpec, SpecError> {
+        let mut c = Checker { raw, problems: Vec::new() };
         let args = match raw.get("args") {
             None => {
                 c.problems.push("\"args\": missing (the command to run)".into());
@@ -270,7 +281,21 @@ impl ProgramSpec {
         if !c.problems.is_empty() {
             return Err(SpecError { path: None, problems: c.problems });
         }
-        Ok(ProgramSpec { raw, args, env, env_inherit, uid, gid, groups, beatcheck, cwd, killtime, stop_signal })
+        let unknown = raw.keys().filter(|k| !KNOWN_KEYS.contains(&k.as_str())).cloned().collect();
+        Ok(ProgramSpec {
+            bytes,
+            unknown,
+            args,
+            env,
+            env_inherit,
+            uid,
+            gid,
+            groups,
+            beatcheck,
+            cwd,
+            killtime,
+            stop_signal,
+        })
     }
 
     /// Starts a spec for `cmd`, in the key order ncolony's ctl writes.
@@ -286,14 +311,23 @@ impl ProgramSpec {
         }
     }
 
-    /// The file's bytes, formatted as Python's `json.dumps` (as ncolony's ctl writes).
+    /// The file's bytes: as read, or, for a spec built in memory, formatted
+    /// as Python's `json.dumps` (as ncolony's ctl writes).
     pub fn to_bytes(&self) -> Vec<u8> {
-        to_python_json(&Value::Object(self.raw.clone()))
+        self.bytes.to_vec()
     }
 
-    /// The whole JSON object, unknown keys included.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.raw
+    /// The file's bytes, without copying.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The whole JSON object, unknown keys included, in file order.
+    pub fn to_map(&self) -> Map<String, Value> {
+        match serde_json::from_slice(&self.bytes) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
     }
 
     /// The command line: the program, then its arguments.
@@ -348,7 +382,7 @@ impl ProgramSpec {
 
     /// Keys colony does not read, in file order.
     pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
-        self.raw.keys().map(String::as_str).filter(|k| !KNOWN_KEYS.contains(k))
+        self.unknown.iter().map(String::as_str)
     }
 }
 
@@ -578,7 +612,8 @@ mod tests {
         fn round_trips_through_bytes(spec in arb_spec()) {
             let back = ProgramSpec::parse(&spec.to_bytes()).unwrap();
             prop_assert_eq!(back.to_bytes(), spec.to_bytes());
-            prop_assert_eq!(back, spec);
+            prop_assert_eq!(&back, &spec);
+            prop_assert_eq!(ProgramSpec::from_map(spec.to_map()).unwrap(), spec);
         }
 
         #[test]

@@ -8,15 +8,19 @@ use std::collections::BTreeMap;
 
 /// One change of the config directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change<'a> {
-    /// A new file, or a file whose bytes changed.
-    Set(&'a ProgramName, &'a [u8]),
+pub enum Change<'a, V> {
+    /// A new file, or a file whose content changed.
+    Set(&'a ProgramName, &'a V),
     /// A file that is gone.
     Gone(&'a ProgramName),
 }
 
 /// The changes that turn `old` into `new`, in name order.
-pub fn diff<'a>(old: &'a BTreeMap<ProgramName, Vec<u8>>, new: &'a BTreeMap<ProgramName, Vec<u8>>) -> Vec<Change<'a>> {
+/// `V` is the content (or a digest of it).
+pub fn diff<'a, V: PartialEq>(
+    old: &'a BTreeMap<ProgramName, V>,
+    new: &'a BTreeMap<ProgramName, V>,
+) -> Vec<Change<'a, V>> {
     let mut out = Vec::new();
     for name in old.keys() {
         if !new.contains_key(name) {
@@ -32,7 +36,7 @@ pub fn diff<'a>(old: &'a BTreeMap<ProgramName, Vec<u8>>, new: &'a BTreeMap<Progr
     out
 }
 
-fn key<'a>(c: &Change<'a>) -> &'a ProgramName {
+fn key<'a, V>(c: &Change<'a, V>) -> &'a ProgramName {
     match c {
         Change::Set(n, _) | Change::Gone(n) => n,
     }
@@ -54,7 +58,7 @@ mod tests {
         let d = diff(&old, &new);
         let n = |s: &str| ProgramName::new(s).unwrap();
         let (b, c, dd) = (n("b"), n("c"), n("d"));
-        assert_eq!(d, [Change::Set(&b, b"22"), Change::Gone(&c), Change::Set(&dd, b"4")]);
+        assert_eq!(d, [Change::Set(&b, &b"22".to_vec()), Change::Gone(&c), Change::Set(&dd, &b"4".to_vec())]);
     }
 
     proptest! {
@@ -70,7 +74,7 @@ mod tests {
             let mut state = old.clone();
             for c in diff(&old, &new) {
                 match c {
-                    Change::Set(n, b) => { state.insert(n.clone(), b.to_vec()); }
+                    Change::Set(n, b) => { state.insert(n.clone(), b.clone()); }
                     Change::Gone(n) => { state.remove(n); }
                 }
             }

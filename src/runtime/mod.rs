@@ -35,10 +35,11 @@ struct Runtime {
     settings: Settings,
     sup: Supervisor,
     poll: Poll,
-    /// Config bytes as last read, valid or not (to log a bad file once).
-    seen: BTreeMap<ProgramName, Vec<u8>>,
-    /// Config bytes last handed to the supervisor, per program.
-    applied: BTreeMap<ProgramName, Vec<u8>>,
+    /// Digest of each config file as last read, valid or not (to log a
+    /// bad file once).
+    seen: BTreeMap<ProgramName, u64>,
+    /// Digest of the config last handed to the supervisor, per program.
+    applied: BTreeMap<ProgramName, u64>,
     /// Problems of entries that are not program files, already logged.
     reported: BTreeSet<(PathBuf, String)>,
     /// Message files that could be neither handled nor moved aside.
@@ -51,6 +52,7 @@ struct Runtime {
     read_buf: Vec<u8>,
     child_nofile: Option<libc::rlimit>,
     stop_requests: u32,
+    spawned_since_trim: u32,
 }
 
 /// Runs the supervisor until it is told to stop; returns the exit code.
@@ -115,6 +117,7 @@ pub fn run(settings: Settings) -> i32 {
         read_buf: vec![0; 64 * 1024],
         child_nofile,
         stop_requests: 0,
+        spawned_since_trim: 0,
     };
     rt.main_loop(&mut sfd, &dirty)
 }
@@ -177,6 +180,12 @@ impl Runtime {
             }
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
             self.sink.flush();
+            if self.spawned_since_trim >= 64 {
+                // Bulk starts leave the heap fragmented; give it back.
+                self.spawned_since_trim = 0;
+                // SAFETY: malloc_trim only releases free memory.
+                unsafe { libc::malloc_trim(0) };
+            }
             if self.sup.is_done() {
                 self.finish();
                 return 0;
@@ -291,14 +300,16 @@ impl Runtime {
             log::error!("{}: {why}; skipped", path.display());
         }
         self.reported = problems;
-        let changes: Vec<(ProgramName, Option<Vec<u8>>)> = diff(&self.seen, &scan.files)
+        let mut files = scan.files;
+        let digests: BTreeMap<ProgramName, u64> = files.iter().map(|(n, b)| (n.clone(), digest(b))).collect();
+        let changes: Vec<(ProgramName, Option<Vec<u8>>)> = diff(&self.seen, &digests)
             .into_iter()
             .map(|c| match c {
-                Change::Set(n, b) => (n.clone(), Some(b.to_vec())),
+                Change::Set(n, _) => (n.clone(), files.remove(n)),
                 Change::Gone(n) => (n.clone(), None),
             })
             .collect();
-        self.seen = scan.files;
+        self.seen = digests;
         for (name, bytes) in changes {
             match bytes {
                 None => {
@@ -315,7 +326,7 @@ impl Runtime {
                                 if self.applied.contains_key(&name) { " (the running instance is kept)" } else { "" };
                             log::error!("{}{keep}", e.in_file(path));
                         }
-                        Ok(_) if self.applied.get(&name) == Some(&bytes) => {}
+                        Ok(_) if self.applied.get(&name) == Some(&digest(&bytes)) => {}
                         Ok(spec) => {
                             for key in spec.unknown_keys() {
                                 log::debug!("{}: key {key:?} is not used by colony", path.display());
@@ -323,7 +334,7 @@ impl Runtime {
                             let verb =
                                 if self.applied.contains_key(&name) { "config changed, restarting" } else { "added" };
                             log::info!("{name}: {verb}");
-                            self.applied.insert(name.clone(), bytes);
+                            self.applied.insert(name.clone(), digest(&bytes));
                             self.sup.configure(&name, Some(spec), now, effects);
                         }
                     }
@@ -445,13 +456,13 @@ impl Runtime {
     }
 
     fn spawn(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Option<Pid> {
-        let raw = self.applied.get(name).cloned().unwrap_or_else(|| spec.to_bytes());
-        match spawn::spawn(name, spec, &raw, self.child_nofile) {
+        match spawn::spawn(name, spec, spec.as_bytes(), self.child_nofile) {
             Err(e) => {
                 log::error!("{name}: {e}");
                 None
             }
             Ok(child) => {
+                self.spawned_since_trim += 1;
                 log::info!("{name}: started, pid {}", child.pid);
                 for (kind, pipe) in [(Kind::Stdout, child.stdout), (Kind::Stderr, child.stderr)] {
                     self.add_stream(name, kind, pipe);
@@ -530,4 +541,13 @@ fn secs(d: Duration) -> String {
 fn round_up_ms(d: Duration) -> Duration {
     let ms = d.as_nanos().div_ceil(1_000_000);
     Duration::from_millis(ms.min(u64::MAX as u128) as u64)
+}
+
+/// A 64-bit digest of a config file, to notice changes without keeping
+/// every file's bytes twice.
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
