@@ -48,4 +48,6 @@ pub use json::to_python_json;
 pub use message::{message_name, new_message_name, Message, MessageError};
 pub use name::{is_ignored_file_name, NameError, ProgramName};
 pub use places::{ConfiguredProgram, Places};
-pub use spec::{parse_signal, Beatcheck, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS};
+pub use spec::{
+    parse_signal, signal_name, Beatcheck, LogFile, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS,
+};

@@ -26,6 +26,16 @@ pub enum Message {
     /// `{"type": "RESTART-GROUP", "group": G}`: restart every program whose
     /// `group` list holds G.
     RestartGroup(String),
+    /// `{"type": "STOP", "name": N}` (colony extension): stop the program
+    /// and keep it stopped until START or RESTART (or colony restarts).
+    Stop(ProgramName),
+    /// `{"type": "START", "name": N}` (colony extension): start a program
+    /// stopped by STOP, or waiting in backoff, now.
+    Start(ProgramName),
+    /// `{"type": "SIGNAL", "name": N, "signal": S}` (colony extension):
+    /// send a signal (a name like `"HUP"` or a number) to the program's main
+    /// process, e.g. to make it reload.
+    Signal(ProgramName, i32),
 }
 
 /// Why a message file cannot be handled.
@@ -55,15 +65,23 @@ impl Message {
         let Value::Object(obj) = value else {
             return Err(MessageError("expected a JSON object".into()));
         };
+        let name = || {
+            let name = field(&obj, "name")?;
+            ProgramName::new(name).map_err(|e| MessageError(format!("invalid program name {name:?}: {e}")))
+        };
         match field(&obj, "type")? {
-            "RESTART" => {
-                let name = field(&obj, "name")?;
-                ProgramName::new(name)
-                    .map(Message::Restart)
-                    .map_err(|e| MessageError(format!("invalid program name {name:?}: {e}")))
-            }
+            "RESTART" => name().map(Message::Restart),
             "RESTART-ALL" => Ok(Message::RestartAll),
             "RESTART-GROUP" => Ok(Message::RestartGroup(field(&obj, "group")?.to_string())),
+            "STOP" => name().map(Message::Stop),
+            "START" => name().map(Message::Start),
+            "SIGNAL" => {
+                let name = name()?;
+                let sig = obj.get("signal").ok_or_else(|| MessageError("\"signal\" is missing".into()))?;
+                let sig = crate::spec::parse_signal(sig)
+                    .ok_or_else(|| MessageError(format!("\"signal\": not a signal name or number: {sig}")))?;
+                Ok(Message::Signal(name, sig))
+            }
             other => Err(MessageError(format!("unknown message type {other:?}"))),
         }
     }
@@ -74,6 +92,15 @@ impl Message {
             Message::Restart(name) => json!({"type": "RESTART", "name": name.as_str()}),
             Message::RestartAll => json!({"type": "RESTART-ALL"}),
             Message::RestartGroup(g) => json!({"type": "RESTART-GROUP", "group": g}),
+            Message::Stop(name) => json!({"type": "STOP", "name": name.as_str()}),
+            Message::Start(name) => json!({"type": "START", "name": name.as_str()}),
+            Message::Signal(name, sig) => {
+                let sig = match crate::spec::signal_name(*sig) {
+                    Some(n) => Value::from(n),
+                    None => Value::from(*sig),
+                };
+                json!({"type": "SIGNAL", "name": name.as_str(), "signal": sig})
+            }
         }
     }
 
@@ -136,6 +163,9 @@ mod tests {
                 .prop_map(Message::Restart),
             Just(Message::RestartAll),
             "\\PC{0,10}".prop_map(Message::RestartGroup),
+            Just(Message::Stop(ProgramName::new("web").unwrap())),
+            Just(Message::Start(ProgramName::new("web").unwrap())),
+            (1i32..=64).prop_map(|s| Message::Signal(ProgramName::new("web").unwrap(), s)),
         ]
     }
 

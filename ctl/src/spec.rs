@@ -10,8 +10,21 @@ use std::sync::Arc;
 
 /// The keys that colony reads from a config file. Every other key is kept
 /// as it is (in the file and in `NCOLONY_CONFIG`) and otherwise ignored.
-pub const KNOWN_KEYS: &[&str] =
-    &["args", "env", "env_inherit", "uid", "gid", "group", "ncolony.beatcheck", "cwd", "killtime", "stop_signal"];
+pub const KNOWN_KEYS: &[&str] = &[
+    "args",
+    "env",
+    "env_inherit",
+    "uid",
+    "gid",
+    "group",
+    "ncolony.beatcheck",
+    "cwd",
+    "killtime",
+    "stop_signal",
+    "disabled",
+    "critical",
+    "log",
+];
 
 /// The `ncolony.beatcheck` key: the program touches `status` at least every
 /// `period` seconds; it is stale once `period * grace` has passed without.
@@ -54,6 +67,28 @@ pub struct ProgramSpec {
     cwd: Option<String>,
     killtime: Option<f64>,
     stop_signal: Option<i32>,
+    disabled: bool,
+    critical: bool,
+    log: Option<LogFile>,
+}
+
+/// The `log` key: the program's output goes to its own file, rotated by
+/// size, instead of colony's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// The file (relative paths are relative to colony's working directory).
+    pub file: String,
+    /// Rotate once the file would grow past this many bytes (default 10 MiB).
+    pub max_size: u64,
+    /// How many rotated files (`FILE.1` … `FILE.N`) to keep (default 5).
+    pub keep: u32,
+}
+
+impl LogFile {
+    /// Default `max_size`: 10 MiB.
+    pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
+    /// Default `keep`.
+    pub const DEFAULT_KEEP: u32 = 5;
 }
 
 /// Every problem found in one config file, reported together.
@@ -89,19 +124,46 @@ impl fmt::Display for SpecError {
 
 impl std::error::Error for SpecError {}
 
-/// Signal names accepted by `stop_signal`, with their Linux numbers.
+/// Signal names accepted by `stop_signal` and the SIGNAL message, with
+/// their Linux numbers.
 pub const SIGNALS: &[(&str, i32)] = &[
     ("HUP", 1),
     ("INT", 2),
     ("QUIT", 3),
+    ("ILL", 4),
+    ("TRAP", 5),
+    ("ABRT", 6),
+    ("BUS", 7),
+    ("FPE", 8),
     ("KILL", 9),
     ("USR1", 10),
+    ("SEGV", 11),
     ("USR2", 12),
+    ("PIPE", 13),
+    ("ALRM", 14),
     ("TERM", 15),
+    ("STKFLT", 16),
+    ("CHLD", 17),
     ("CONT", 18),
     ("STOP", 19),
+    ("TSTP", 20),
+    ("TTIN", 21),
+    ("TTOU", 22),
+    ("URG", 23),
+    ("XCPU", 24),
+    ("XFSZ", 25),
+    ("VTALRM", 26),
+    ("PROF", 27),
     ("WINCH", 28),
+    ("IO", 29),
+    ("PWR", 30),
+    ("SYS", 31),
 ];
+
+/// The short name of a signal number ("HUP" for 1), if it has one.
+pub fn signal_name(sig: i32) -> Option<&'static str> {
+    SIGNALS.iter().find(|&&(_, n)| n == sig).map(|&(name, _)| name)
+}
 
 /// Parses a signal given as a name (`"TERM"`, `"SIGTERM"`, any case) or a
 /// number between 1 and 64.
@@ -152,6 +214,17 @@ impl Checker<'_> {
             None => {
                 self.bad(key, &format!("expected a non-negative integer, found {}", show(v)));
                 None
+            }
+        }
+    }
+
+    fn boolean(&mut self, key: &str) -> bool {
+        match self.raw.get(key) {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => {
+                self.bad(key, &format!("expected true or false, found {}", show(v)));
+                false
             }
         }
     }
@@ -278,6 +351,9 @@ impl ProgramSpec {
                 sig
             }
         };
+        let disabled = c.boolean("disabled");
+        let critical = c.boolean("critical");
+        let log = raw.get("log").and_then(|v| log_file(&mut c, v));
         if !c.problems.is_empty() {
             return Err(SpecError { path: None, problems: c.problems });
         }
@@ -295,6 +371,9 @@ impl ProgramSpec {
             cwd,
             killtime,
             stop_signal,
+            disabled,
+            critical,
+            log,
         })
     }
 
@@ -380,6 +459,22 @@ impl ProgramSpec {
         self.stop_signal
     }
 
+    /// Whether the program stays configured but is not run (`"disabled": true`).
+    pub fn disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// Whether colony stops everything and exits when this program ends
+    /// (`"critical": true`, for containers).
+    pub fn critical(&self) -> bool {
+        self.critical
+    }
+
+    /// The program's own log file, if configured.
+    pub fn log(&self) -> Option<&LogFile> {
+        self.log.as_ref()
+    }
+
     /// Keys colony does not read, in file order.
     pub fn unknown_keys(&self) -> impl Iterator<Item = &str> {
         self.unknown.iter().map(String::as_str)
@@ -416,6 +511,45 @@ fn beatcheck(c: &mut Checker<'_>, v: &Value) -> Option<Beatcheck> {
         }
     };
     Some(Beatcheck { period: period?, grace: grace?, status: status? })
+}
+
+fn log_file(c: &mut Checker<'_>, v: &Value) -> Option<LogFile> {
+    let Some(obj) = v.as_object() else {
+        c.bad("log", &format!("expected an object like {{\"file\": PATH}}, found {}", kind(v)));
+        return None;
+    };
+    let file = match obj.get("file") {
+        Some(Value::String(s)) if !s.is_empty() && !s.contains('\0') => Some(s.clone()),
+        Some(v) => {
+            c.bad("log.file", &format!("expected a file path, found {}", show(v)));
+            None
+        }
+        None => {
+            c.bad("log.file", "missing");
+            None
+        }
+    };
+    let max_size = match obj.get("max_size") {
+        None => Some(LogFile::DEFAULT_MAX_SIZE),
+        Some(v) => match v.as_u64() {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                c.bad("log.max_size", &format!("expected a positive number of bytes, found {}", show(v)));
+                None
+            }
+        },
+    };
+    let keep = match obj.get("keep") {
+        None => Some(LogFile::DEFAULT_KEEP),
+        Some(v) => match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n <= 1000 => Some(n),
+            _ => {
+                c.bad("log.keep", &format!("expected a number of files from 0 to 1000, found {}", show(v)));
+                None
+            }
+        },
+    };
+    Some(LogFile { file: file?, max_size: max_size?, keep: keep? })
 }
 
 /// Builds a config file the way ncolony's `ctl add` does: `args`, `env`,

@@ -27,6 +27,8 @@ pub enum Effect {
     Spawn { name: ProgramName, spec: Arc<ProgramSpec> },
     /// Send `signal` to the process group `pgid` of a live program.
     Signal { name: ProgramName, pgid: Pid, signal: i32 },
+    /// Send `signal` to the main process `pid` only (SIGNAL message).
+    SignalProcess { name: ProgramName, pid: Pid, signal: i32 },
     /// The leader of a stopped program was reaped: SIGKILL whatever is left
     /// in its process group.
     KillLeftovers { name: ProgramName, pgid: Pid },
@@ -34,6 +36,8 @@ pub enum Effect {
     Scheduled { name: ProgramName, delay: Duration },
     /// The program's config is gone and its process too: forget it.
     Forgotten { name: ProgramName },
+    /// A critical program ended: colony stops everything and exits with `code`.
+    CriticalExit { name: ProgramName, code: i32 },
 }
 
 /// Why a program is being stopped: what happens once it has been reaped.
@@ -43,7 +47,7 @@ pub enum AfterStop {
     Start,
     /// Its config file is gone: forget it.
     Forget,
-    /// The supervisor is shutting down.
+    /// Keep it stopped (STOP request, disabled, shutdown).
     Halt,
 }
 
@@ -58,7 +62,7 @@ pub enum State {
     Running { pid: Pid, since: Instant },
     /// Asked to stop; SIGKILL at `kill_at` (None once it has been sent).
     Stopping { pid: Pid, since: Instant, kill_at: Option<Instant>, then: AfterStop },
-    /// Not running and not to be started (shutdown).
+    /// Not running and not to be started (STOP, disabled, or shutdown).
     Halted,
 }
 
@@ -86,6 +90,38 @@ struct Program {
     spec: Arc<ProgramSpec>,
     backoff: Backoff,
     state: State,
+    /// Stopped on request (STOP) until START or RESTART.
+    held: bool,
+    /// How many times it was started.
+    starts: u64,
+    /// How its last instance ended.
+    last_exit: Option<ExitStatus>,
+}
+
+impl Program {
+    fn new(spec: ProgramSpec, policy: &Policy, now: Instant) -> Program {
+        let state = if spec.disabled() { State::Halted } else { State::Waiting { at: now } };
+        Program { spec: Arc::new(spec), backoff: Backoff::new(policy), state, held: false, starts: 0, last_exit: None }
+    }
+
+    fn wants_to_run(&self) -> bool {
+        !self.held && !self.spec.disabled()
+    }
+}
+
+/// What the status of one program shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct View<'a> {
+    /// The state.
+    pub state: &'a State,
+    /// The spec in force.
+    pub spec: &'a ProgramSpec,
+    /// Stopped by a STOP request.
+    pub held: bool,
+    /// Times started.
+    pub starts: u64,
+    /// How the last instance ended.
+    pub last_exit: Option<ExitStatus>,
 }
 
 /// A report on one exit, for the log.
@@ -99,6 +135,27 @@ pub struct Exit {
     pub requested: bool,
 }
 
+/// A request that cannot be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// No program has this name.
+    Unknown(ProgramName),
+    /// The program is disabled in its config file.
+    Disabled(ProgramName),
+    /// The program has no running process to signal.
+    NotRunning(ProgramName),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Unknown(n) => write!(f, "no program named {n:?} is configured"),
+            Refused::Disabled(n) => write!(f, "{n} is disabled in its config file"),
+            Refused::NotRunning(n) => write!(f, "{n} is not running"),
+        }
+    }
+}
+
 /// Every program colony knows, and the shutdown flag.
 #[derive(Debug, Clone)]
 pub struct Supervisor {
@@ -106,16 +163,13 @@ pub struct Supervisor {
     programs: BTreeMap<ProgramName, Program>,
     pids: HashMap<Pid, ProgramName>,
     shutting_down: bool,
+    exit_code: Option<i32>,
 }
-
-/// A request named a program colony does not know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownProgram(pub ProgramName);
 
 impl Supervisor {
     /// An empty supervisor.
     pub fn new(policy: Policy) -> Supervisor {
-        Supervisor { policy, programs: BTreeMap::new(), pids: HashMap::new(), shutting_down: false }
+        Supervisor { policy, programs: BTreeMap::new(), pids: HashMap::new(), shutting_down: false, exit_code: None }
     }
 
     /// The restart policy.
@@ -128,9 +182,25 @@ impl Supervisor {
         self.shutting_down
     }
 
+    /// The exit code colony should end with (set by a critical program).
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit_code
+    }
+
     /// The state of `name`, if known.
     pub fn state(&self, name: &str) -> Option<&State> {
         self.programs.get(name).map(|p| &p.state)
+    }
+
+    /// What the status of `name` shows.
+    pub fn view(&self, name: &str) -> Option<View<'_>> {
+        self.programs.get(name).map(|p| View {
+            state: &p.state,
+            spec: &p.spec,
+            held: p.held,
+            starts: p.starts,
+            last_exit: p.last_exit,
+        })
     }
 
     /// Every known program and its state.
@@ -155,78 +225,136 @@ impl Supervisor {
             return;
         }
         let policy = self.policy;
-        match (spec, self.programs.get_mut(name)) {
-            (Some(spec), None) => {
-                let program =
-                    Program { spec: Arc::new(spec), backoff: Backoff::new(&policy), state: State::Waiting { at: now } };
-                self.programs.insert(name.clone(), program);
+        let Some(p) = self.programs.get_mut(name) else {
+            if let Some(spec) = spec {
+                self.programs.insert(name.clone(), Program::new(spec, &policy, now));
                 self.poke(name, now, out);
             }
-            (Some(spec), Some(p)) => {
-                // The running instance is stopped the way its own (old)
-                // spec says; the new spec applies from the next start.
-                if matches!(p.state, State::Running { .. }) {
-                    self.stop(name, AfterStop::Start, now, out);
-                }
-                let Some(p) = self.programs.get_mut(name) else { return };
-                p.spec = Arc::new(spec);
-                p.backoff = Backoff::new(&policy);
-                match p.state {
-                    State::Waiting { .. } => {
-                        p.state = State::Waiting { at: now };
-                        self.poke(name, now, out);
-                    }
-                    State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
-                    State::Running { .. } | State::Starting | State::Halted => {}
-                }
-            }
-            (None, Some(p)) => match p.state {
+            return;
+        };
+        let Some(spec) = spec else {
+            match p.state {
+                State::Running { .. } => self.stop(name, AfterStop::Forget, now, out),
+                State::Stopping { ref mut then, .. } => *then = AfterStop::Forget,
                 State::Waiting { .. } | State::Halted | State::Starting => {
                     self.programs.remove(name);
                     out.push(Effect::Forgotten { name: name.clone() });
                 }
-                State::Running { .. } => self.stop(name, AfterStop::Forget, now, out),
-                State::Stopping { ref mut then, .. } => *then = AfterStop::Forget,
-            },
-            (None, None) => {}
+            }
+            return;
+        };
+        // The running instance is stopped the way its own (old) spec says;
+        // the new spec applies from the next start.
+        let after = if spec.disabled() || p.held { AfterStop::Halt } else { AfterStop::Start };
+        if matches!(p.state, State::Running { .. }) {
+            self.stop(name, after, now, out);
+        }
+        let Some(p) = self.programs.get_mut(name) else { return };
+        p.spec = Arc::new(spec);
+        p.backoff = Backoff::new(&policy);
+        let run = p.wants_to_run();
+        match p.state {
+            State::Waiting { .. } | State::Halted if run => {
+                p.state = State::Waiting { at: now };
+                self.poke(name, now, out);
+            }
+            State::Waiting { .. } => p.state = State::Halted,
+            State::Stopping { ref mut then, .. } => *then = after,
+            _ => {}
         }
     }
 
     /// Restart `name` now: stop it if it runs (then start it as soon as it
-    /// has been reaped), or start it at once if it is waiting in backoff.
-    pub fn restart(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), UnknownProgram> {
-        let Some(p) = self.programs.get_mut(name) else { return Err(UnknownProgram(name.clone())) };
-        if self.shutting_down {
+    /// has been reaped), or start it at once if it is waiting in backoff or
+    /// was stopped on request.
+    pub fn restart(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), Refused> {
+        let shutting_down = self.shutting_down;
+        let p = self.known(name)?;
+        if p.spec.disabled() {
+            return Err(Refused::Disabled(name.clone()));
+        }
+        p.held = false;
+        if shutting_down {
             return Ok(());
         }
         match p.state {
             State::Running { .. } => self.stop(name, AfterStop::Start, now, out),
-            State::Waiting { .. } => {
+            State::Waiting { .. } | State::Halted => {
                 p.state = State::Waiting { at: now };
                 self.poke(name, now, out);
             }
-            State::Stopping { then: AfterStop::Forget, .. } => return Err(UnknownProgram(name.clone())),
             State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
+            State::Starting => {}
+        }
+        Ok(())
+    }
+
+    /// STOP: stop `name` and keep it stopped until START or RESTART.
+    pub fn hold(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), Refused> {
+        let p = self.known(name)?;
+        p.held = true;
+        match p.state {
+            State::Running { .. } => self.stop(name, AfterStop::Halt, now, out),
+            State::Waiting { .. } => p.state = State::Halted,
+            State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
             State::Starting | State::Halted => {}
         }
         Ok(())
     }
 
-    /// Restart every program.
+    /// START: start `name` if it is stopped on request or waiting in backoff.
+    /// A running program is left alone.
+    pub fn release(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), Refused> {
+        let shutting_down = self.shutting_down;
+        let p = self.known(name)?;
+        if p.spec.disabled() {
+            return Err(Refused::Disabled(name.clone()));
+        }
+        p.held = false;
+        match p.state {
+            State::Waiting { .. } | State::Halted if !shutting_down => {
+                p.state = State::Waiting { at: now };
+                self.poke(name, now, out);
+            }
+            State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// SIGNAL: send `signal` to the main process of `name`.
+    pub fn signal(&mut self, name: &ProgramName, signal: i32, out: &mut Vec<Effect>) -> Result<(), Refused> {
+        match self.known(name)?.state {
+            State::Running { pid, .. } | State::Stopping { pid, .. } => {
+                out.push(Effect::SignalProcess { name: name.clone(), pid, signal });
+                Ok(())
+            }
+            _ => Err(Refused::NotRunning(name.clone())),
+        }
+    }
+
+    fn known(&mut self, name: &ProgramName) -> Result<&mut Program, Refused> {
+        match self.programs.get_mut(name) {
+            Some(p) if !matches!(p.state, State::Stopping { then: AfterStop::Forget, .. }) => Ok(p),
+            _ => Err(Refused::Unknown(name.clone())),
+        }
+    }
+
+    /// Restart every program (disabled and stopped ones stay as they are).
     pub fn restart_all(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        let names: Vec<_> = self.programs.keys().cloned().collect();
+        let names: Vec<_> = self.programs.iter().filter(|(_, p)| p.wants_to_run()).map(|(n, _)| n.clone()).collect();
         for name in names {
             let _ = self.restart(&name, now, out);
         }
     }
 
-    /// Restart every program whose `group` list holds `group`; returns how
-    /// many there were.
+    /// Restart every program whose `group` list holds `group` (disabled and
+    /// stopped ones stay as they are); returns how many there were.
     pub fn restart_group(&mut self, group: &str, now: Instant, out: &mut Vec<Effect>) -> usize {
         let names: Vec<_> = self
             .programs
             .iter()
-            .filter(|(_, p)| p.spec.groups().iter().any(|g| g == group))
+            .filter(|(_, p)| p.spec.groups().iter().any(|g| g == group) && p.wants_to_run())
             .filter(|(_, p)| !matches!(p.state, State::Stopping { then: AfterStop::Forget, .. }))
             .map(|(n, _)| n.clone())
             .collect();
@@ -236,20 +364,27 @@ impl Supervisor {
         names.len()
     }
 
-    /// The runtime performed a `Spawn`: `Some(pid)` if the program runs,
-    /// `None` if it could not be started (counted as an instant death).
-    pub fn spawned(&mut self, name: &ProgramName, pid: Option<Pid>, now: Instant, out: &mut Vec<Effect>) {
+    /// The runtime performed a `Spawn`: `Ok(pid)` if the program runs,
+    /// `Err(code)` if it could not be started (counted as an instant death
+    /// with that exit code, 126 or 127 as a shell would say).
+    pub fn spawned(&mut self, name: &ProgramName, result: Result<Pid, i32>, now: Instant, out: &mut Vec<Effect>) {
         let policy = self.policy;
         let Some(p) = self.programs.get_mut(name) else { return };
         if p.state != State::Starting {
             return;
         }
-        match pid {
-            Some(pid) => {
+        match result {
+            Ok(pid) => {
                 p.state = State::Running { pid, since: now };
+                p.starts += 1;
                 self.pids.insert(pid, name.clone());
             }
-            None => {
+            Err(code) => {
+                p.last_exit = Some(ExitStatus::Exited(code));
+                if p.spec.critical() {
+                    p.state = State::Halted;
+                    return self.critical_exit(name, code, now, out);
+                }
                 let delay = p.backoff.on_exit(Duration::ZERO, &policy);
                 p.state = State::Waiting { at: now + delay };
                 out.push(Effect::Scheduled { name: name.clone(), delay });
@@ -259,7 +394,7 @@ impl Supervisor {
 
     /// A child was reaped. Returns `None` for a pid colony did not start (an
     /// orphan it inherited), else what happened to the program.
-    pub fn exited(&mut self, pid: Pid, now: Instant, out: &mut Vec<Effect>) -> Option<Exit> {
+    pub fn exited(&mut self, pid: Pid, status: ExitStatus, now: Instant, out: &mut Vec<Effect>) -> Option<Exit> {
         let name = self.pids.remove(&pid)?;
         let policy = self.policy;
         let p = self.programs.get_mut(&name)?;
@@ -268,12 +403,17 @@ impl Supervisor {
             State::Stopping { since, then, .. } => (since, true, Some(then)),
             _ => return None,
         };
+        p.last_exit = Some(status);
         let lived = now.saturating_duration_since(since);
         if requested {
             out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
         }
         match then {
             None if self.shutting_down => p.state = State::Halted,
+            None if p.spec.critical() => {
+                p.state = State::Halted;
+                self.critical_exit(&name, status.code(), now, out);
+            }
             None => {
                 let delay = p.backoff.on_exit(lived, &policy);
                 p.state = State::Waiting { at: now + delay };
@@ -293,6 +433,14 @@ impl Supervisor {
             Some(AfterStop::Halt) => p.state = State::Halted,
         }
         Some(Exit { name, lived, requested })
+    }
+
+    fn critical_exit(&mut self, name: &ProgramName, code: i32, now: Instant, out: &mut Vec<Effect>) {
+        if self.exit_code.is_none() && !self.shutting_down {
+            self.exit_code = Some(code);
+            out.push(Effect::CriticalExit { name: name.clone(), code });
+            self.shutdown(now, out);
+        }
     }
 
     /// Time has come to `now`: start programs whose backoff has passed and
@@ -374,7 +522,7 @@ impl Supervisor {
     fn poke(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) {
         let Some(p) = self.programs.get_mut(name) else { return };
         if let State::Waiting { at } = p.state {
-            if at <= now && !self.shutting_down {
+            if at <= now && !self.shutting_down && p.wants_to_run() {
                 p.state = State::Starting;
                 out.push(Effect::Spawn { name: name.clone(), spec: p.spec.clone() });
             }

@@ -188,7 +188,7 @@ impl Runtime {
             }
             if self.sup.is_done() {
                 self.finish();
-                return 0;
+                return self.sup.exit_code().unwrap_or(0);
             }
             let deadline = [self.sup.next_deadline(), Some(next_rescan)].into_iter().flatten().min();
             let timeout = if self.again.is_empty() {
@@ -262,7 +262,7 @@ impl Runtime {
     fn child_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant, effects: &mut Vec<Effect>) {
         // Forward what the child wrote last before saying it exited.
         let tokens: Vec<Token> = self.streams.keys().copied().collect();
-        match self.sup.exited(pid, now, effects) {
+        match self.sup.exited(pid, status, now, effects) {
             None => log::debug!("reaped orphan {pid} ({})", describe(status)),
             Some(exit) => {
                 for t in tokens {
@@ -387,8 +387,20 @@ impl Runtime {
     fn dispatch(&mut self, msg: &Message, now: Instant, effects: &mut Vec<Effect>) -> Result<(), String> {
         match msg {
             Message::Restart(name) => {
-                self.sup.restart(name, now, effects).map_err(|_| format!("no program named {name:?} is configured"))?;
+                self.sup.restart(name, now, effects).map_err(|e| e.to_string())?;
                 log::info!("{name}: restart requested");
+            }
+            Message::Stop(name) => {
+                self.sup.hold(name, now, effects).map_err(|e| e.to_string())?;
+                log::info!("{name}: stop requested; it stays stopped until START or RESTART");
+            }
+            Message::Start(name) => {
+                self.sup.release(name, now, effects).map_err(|e| e.to_string())?;
+                log::info!("{name}: start requested");
+            }
+            Message::Signal(name, sig) => {
+                self.sup.signal(name, *sig, effects).map_err(|e| e.to_string())?;
+                log::info!("{name}: {} requested", signals::name(*sig));
             }
             Message::RestartAll => {
                 log::info!("restarting every program");
@@ -430,8 +442,17 @@ impl Runtime {
             let mut more = Vec::new();
             match effect {
                 Effect::Spawn { name, spec } => {
-                    let pid = self.spawn(&name, &spec);
-                    self.sup.spawned(&name, pid, now, &mut more);
+                    let result = self.spawn(&name, &spec);
+                    self.sup.spawned(&name, result, now, &mut more);
+                }
+                Effect::SignalProcess { name, pid, signal } => {
+                    // SAFETY: kill(2) on a pid the supervisor has not reaped.
+                    if unsafe { libc::kill(pid, signal) } != 0 {
+                        log::warn!("{name}: cannot send {}: {}", signals::name(signal), io::Error::last_os_error());
+                    }
+                }
+                Effect::CriticalExit { name, code } => {
+                    log::warn!("{name} is critical and ended: stopping everything, colony will exit with code {code}");
                 }
                 Effect::Signal { name, pgid, signal } => {
                     let how = signals::name(signal);
@@ -455,11 +476,13 @@ impl Runtime {
         }
     }
 
-    fn spawn(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Option<Pid> {
+    /// Starts a program; on failure returns the exit code a shell would
+    /// give (127 not found, 126 cannot execute).
+    fn spawn(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Result<Pid, i32> {
         match spawn::spawn(name, spec, spec.as_bytes(), self.child_nofile) {
             Err(e) => {
                 log::error!("{name}: {e}");
-                None
+                Err(if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
             }
             Ok(child) => {
                 self.spawned_since_trim += 1;
@@ -472,7 +495,7 @@ impl Runtime {
                         log::error!("{name}: cannot write its PID file in {}: {e}", dir.display());
                     }
                 }
-                Some(child.pid)
+                Ok(child.pid)
             }
         }
     }

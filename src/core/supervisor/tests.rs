@@ -56,11 +56,11 @@ impl World {
                     self.spawns.push((name.clone(), self.now));
                     let mut out = Vec::new();
                     if self.fail_spawns {
-                        self.sup.spawned(&name, None, self.now, &mut out);
+                        self.sup.spawned(&name, Err(127), self.now, &mut out);
                     } else {
                         self.next_pid += 1;
                         self.live.insert(self.next_pid, name.clone());
-                        self.sup.spawned(&name, Some(self.next_pid), self.now, &mut out);
+                        self.sup.spawned(&name, Ok(self.next_pid), self.now, &mut out);
                     }
                     self.apply(out);
                 }
@@ -73,7 +73,10 @@ impl World {
                     }
                 }
                 Effect::KillLeftovers { pgid, .. } => assert!(self.reaped.contains(&pgid)),
-                Effect::Scheduled { .. } | Effect::Forgotten { .. } => {}
+                Effect::SignalProcess { pid, .. } => {
+                    assert!(self.live.contains_key(&pid), "signal to unknown pid {pid}")
+                }
+                Effect::Scheduled { .. } | Effect::Forgotten { .. } | Effect::CriticalExit { .. } => {}
             }
         }
     }
@@ -82,7 +85,7 @@ impl World {
         if self.live.remove(&pid).is_some() {
             self.reaped.insert(pid);
             let mut out = Vec::new();
-            self.sup.exited(pid, self.now, &mut out).expect("a pid the supervisor started");
+            self.sup.exited(pid, ExitStatus::Signaled(9), self.now, &mut out).expect("a pid the supervisor started");
             self.apply(out);
         }
     }
@@ -186,7 +189,7 @@ fn failed_spawn_is_an_instant_death() {
 fn unknown_restart_is_reported() {
     let mut w = World::new();
     let mut out = Vec::new();
-    assert_eq!(w.sup.restart(&name("nope"), w.now, &mut out), Err(UnknownProgram(name("nope"))));
+    assert_eq!(w.sup.restart(&name("nope"), w.now, &mut out), Err(Refused::Unknown(name("nope"))));
 }
 
 #[test]
@@ -200,10 +203,92 @@ fn restart_group_touches_members_only() {
     assert_eq!(w.signals, [(w.pid_of("a").unwrap(), SIGTERM)]);
 }
 
+#[test]
+fn stop_holds_until_start_or_restart() {
+    let mut w = World::new();
+    let web = name("web");
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    let pid = w.pid_of("web").unwrap();
+    w.run(|s, now, out| s.hold(&web, now, out).unwrap());
+    w.die(pid);
+    assert_eq!(w.sup.state("web"), Some(&State::Halted));
+    w.advance(secs(100.0));
+    assert_eq!(w.spawns.len(), 1, "a held program is not restarted");
+    // restart-all leaves it alone; a config change keeps it held.
+    w.run(|s, now, out| s.restart_all(now, out));
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["y"]}"#)), now, out));
+    assert_eq!(w.spawns.len(), 1);
+    w.run(|s, now, out| s.release(&web, now, out).unwrap());
+    assert_eq!(w.spawns.len(), 2);
+    w.run(|s, now, out| s.hold(&web, now, out).unwrap());
+    w.die(w.pid_of("web").unwrap());
+    w.run(|s, now, out| s.restart(&web, now, out).unwrap());
+    assert_eq!(w.spawns.len(), 3, "restart also starts a held program");
+}
+
+#[test]
+fn disabled_programs_stay_configured_but_never_run() {
+    let mut w = World::new();
+    let web = name("web");
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"], "disabled": true}"#)), now, out));
+    assert_eq!(w.sup.state("web"), Some(&State::Halted));
+    let mut out = Vec::new();
+    assert_eq!(w.sup.restart(&web, w.now, &mut out), Err(Refused::Disabled(web.clone())));
+    assert_eq!(w.sup.release(&web, w.now, &mut out), Err(Refused::Disabled(web.clone())));
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    assert_eq!(w.spawns.len(), 1, "enabling starts it");
+    let pid = w.pid_of("web").unwrap();
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"], "disabled": true}"#)), now, out));
+    assert_eq!(w.signals, [(pid, SIGTERM)]);
+    w.die(pid);
+    assert_eq!(w.sup.state("web"), Some(&State::Halted));
+}
+
+#[test]
+fn signal_goes_to_the_main_process_only() {
+    let mut w = World::new();
+    let web = name("web");
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    let pid = w.pid_of("web").unwrap();
+    let mut out = Vec::new();
+    w.sup.signal(&web, 1, &mut out).unwrap();
+    assert_eq!(out, [Effect::SignalProcess { name: web.clone(), pid, signal: 1 }]);
+    w.run(|s, now, out| s.hold(&web, now, out).unwrap());
+    w.die(pid);
+    assert_eq!(w.sup.signal(&web, 1, &mut out), Err(Refused::NotRunning(web.clone())));
+}
+
+#[test]
+fn a_critical_program_ending_stops_everything_with_its_code() {
+    let mut w = World::new();
+    w.run(|s, now, out| s.configure(&name("main"), Some(spec(r#"{"args": ["x"], "critical": true}"#)), now, out));
+    w.run(|s, now, out| s.configure(&name("side"), Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    let (main, side) = (w.pid_of("main").unwrap(), w.pid_of("side").unwrap());
+    let mut out = Vec::new();
+    w.live.remove(&main);
+    w.sup.exited(main, ExitStatus::Exited(3), w.now, &mut out);
+    assert!(out.contains(&Effect::CriticalExit { name: name("main"), code: 3 }));
+    assert!(out.contains(&Effect::Signal { name: name("side"), pgid: side, signal: SIGTERM }));
+    assert_eq!(w.sup.exit_code(), Some(3));
+    assert!(w.sup.shutting_down());
+}
+
+#[test]
+fn a_critical_program_that_cannot_start_ends_colony_with_127() {
+    let mut w = World::new();
+    w.fail_spawns = true;
+    w.run(|s, now, out| s.configure(&name("main"), Some(spec(r#"{"args": ["x"], "critical": true}"#)), now, out));
+    assert_eq!(w.sup.exit_code(), Some(127));
+    assert!(w.sup.is_done());
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Configure(usize, Option<usize>),
     Restart(usize),
+    Hold(usize),
+    Release(usize),
+    Signal(usize),
     RestartAll,
     Die(usize),
     Advance(u64),
@@ -212,8 +297,11 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..4usize, prop::option::of(0..3usize)).prop_map(|(n, s)| Op::Configure(n, s)),
+        (0..4usize, prop::option::of(0..4usize)).prop_map(|(n, s)| Op::Configure(n, s)),
         (0..4usize).prop_map(Op::Restart),
+        (0..4usize).prop_map(Op::Hold),
+        (0..4usize).prop_map(Op::Release),
+        (0..4usize).prop_map(Op::Signal),
         Just(Op::RestartAll),
         (0..4usize).prop_map(Op::Die),
         (0..3000u64).prop_map(Op::Advance),
@@ -221,10 +309,11 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-const SPECS: [&str; 3] = [
+const SPECS: [&str; 4] = [
     r#"{"args": ["a"]}"#,
     r#"{"args": ["b"], "killtime": 0.5}"#,
     r#"{"args": ["c"], "stop_signal": "INT", "group": ["g"]}"#,
+    r#"{"args": ["d"], "disabled": true}"#,
 ];
 
 proptest! {
@@ -243,6 +332,9 @@ proptest! {
                     w.run(|sup, now, out| sup.configure(&names[n], sp, now, out));
                 }
                 Op::Restart(n) => w.run(|sup, now, out| { let _ = sup.restart(&names[n], now, out); }),
+                Op::Hold(n) => w.run(|sup, now, out| { let _ = sup.hold(&names[n], now, out); }),
+                Op::Release(n) => w.run(|sup, now, out| { let _ = sup.release(&names[n], now, out); }),
+                Op::Signal(n) => w.run(|sup, _, out| { let _ = sup.signal(&names[n], 1, out); }),
                 Op::RestartAll => w.run(|sup, now, out| sup.restart_all(now, out)),
                 Op::Die(n) => if let Some(pid) = w.pid_of(names[n].as_str()) { w.die(pid) },
                 Op::Advance(ms) => w.advance(Duration::from_millis(ms)),
