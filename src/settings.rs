@@ -24,6 +24,14 @@ pub struct RunArgs {
     /// Directory of PID files: DIR/NAME holds the pid while NAME runs.
     #[arg(long, env = "COLONY_PID_DIR", value_name = "DIR")]
     pub pid: Option<PathBuf>,
+    /// Status directory: one JSON file per program and `.colony` for the
+    /// daemon [default: MESSAGES/.status].
+    #[arg(long, env = "COLONY_STATUS_DIR", value_name = "DIR")]
+    pub status: Option<PathBuf>,
+    /// Write Prometheus metrics to this file (node_exporter textfile
+    /// collector), at most once per second.
+    #[arg(long, env = "COLONY_METRICS_FILE", value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     /// A program that lived less than this many seconds died "instantly".
     #[arg(short = 't', long, env = "COLONY_THRESHOLD", value_name = "S", default_value = "1")]
     pub threshold: String,
@@ -49,6 +57,10 @@ pub struct Settings {
     pub frequency: Duration,
     /// Where PID files go, if anywhere.
     pub pid_dir: Option<PathBuf>,
+    /// The status directory.
+    pub status_dir: PathBuf,
+    /// The metrics file, if any.
+    pub metrics: Option<PathBuf>,
     /// Restart and stop timing.
     pub policy: Policy,
 }
@@ -85,6 +97,8 @@ impl RunArgs {
             messages: self.messages.clone(),
             frequency,
             pid_dir: self.pid.clone(),
+            status_dir: self.status.clone().unwrap_or_else(|| self.messages.join(colony_ctl::DEFAULT_STATUS_SUBDIR)),
+            metrics: self.metrics.clone(),
             policy,
         })
     }

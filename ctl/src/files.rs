@@ -18,6 +18,17 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// is renamed over `name`. A reader sees the old content or the new one,
 /// never a part.
 pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write(dir, name, bytes, true)
+}
+
+/// [`write_atomic`] without flushing to disk: for files that only describe
+/// the running system (status, PID files, metrics), which readers must never
+/// see half-written but which need not survive a crash.
+pub fn write_volatile(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    write(dir, name, bytes, false)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
     let pid = std::process::id();
     loop {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -27,8 +38,10 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         };
-        let written =
-            file.write_all(bytes).and_then(|()| file.sync_data()).and_then(|()| fs::rename(&temp, dir.join(name)));
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) })
+            .and_then(|()| fs::rename(&temp, dir.join(name)));
         if written.is_err() {
             let _ = fs::remove_file(&temp);
         }

@@ -41,13 +41,18 @@ mod message;
 mod name;
 mod places;
 mod spec;
+mod status;
 
 pub use error::Error;
-pub use files::{list_messages, scan_config_dir, write_atomic, ConfigScan};
+pub use files::{list_messages, scan_config_dir, write_atomic, write_volatile, ConfigScan};
 pub use json::to_python_json;
 pub use message::{message_name, new_message_name, Message, MessageError};
 pub use name::{is_ignored_file_name, NameError, ProgramName};
 pub use places::{ConfiguredProgram, Places};
 pub use spec::{
     parse_signal, signal_name, Beatcheck, LogFile, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS,
+};
+pub use status::{
+    read_program_status, read_status_dir, DaemonStatus, LastExit, ProgramStatus, StateName, StatusSnapshot,
+    DAEMON_FILE, DEFAULT_STATUS_SUBDIR,
 };

@@ -55,6 +55,12 @@ impl Places {
         }
     }
 
+    /// The status directory the supervisor keeps by default:
+    /// `.status` inside the messages directory.
+    pub fn default_status_dir(&self) -> PathBuf {
+        self.messages.join(crate::DEFAULT_STATUS_SUBDIR)
+    }
+
     /// Writes (or replaces) the config file of `name`. The supervisor starts
     /// the program, or restarts it if the content changed.
     pub fn add(&self, name: &ProgramName, spec: &ProgramSpec) -> Result<(), Error> {
@@ -80,6 +86,26 @@ impl Places {
     pub fn restart(&self, name: &ProgramName) -> Result<PathBuf, Error> {
         self.require(name)?;
         self.send(&Message::Restart(name.clone()))
+    }
+
+    /// Asks the supervisor to stop `name` and keep it stopped until
+    /// [`start`](Self::start) or [`restart`](Self::restart).
+    pub fn stop(&self, name: &ProgramName) -> Result<PathBuf, Error> {
+        self.require(name)?;
+        self.send(&Message::Stop(name.clone()))
+    }
+
+    /// Asks the supervisor to start `name` (stopped on request, or waiting
+    /// in backoff) now.
+    pub fn start(&self, name: &ProgramName) -> Result<PathBuf, Error> {
+        self.require(name)?;
+        self.send(&Message::Start(name.clone()))
+    }
+
+    /// Asks the supervisor to send `signal` to the main process of `name`.
+    pub fn signal(&self, name: &ProgramName, signal: i32) -> Result<PathBuf, Error> {
+        self.require(name)?;
+        self.send(&Message::Signal(name.clone(), signal))
     }
 
     /// Asks the supervisor to restart every program.

@@ -8,6 +8,7 @@
 mod output;
 mod signals;
 mod spawn;
+mod status;
 mod watch;
 
 use crate::core::diff::{diff, Change};
@@ -53,6 +54,10 @@ struct Runtime {
     child_nofile: Option<libc::rlimit>,
     stop_requests: u32,
     spawned_since_trim: u32,
+    status: status::StatusWriter,
+    metrics: Option<status::Metrics>,
+    /// The supervisor changed outside `turn` (a stop request).
+    changed: bool,
 }
 
 /// Runs the supervisor until it is told to stop; returns the exit code.
@@ -95,6 +100,13 @@ pub fn run(settings: Settings) -> i32 {
         Ok(w) => w,
         Err(e) => return startup_error(watch_error(e)),
     };
+    let clock = status::Clock::now();
+    let status =
+        match status::StatusWriter::new(settings.status_dir.clone(), clock, &settings.config, &settings.messages) {
+            Ok(s) => s,
+            Err(msg) => return startup_error(msg),
+        };
+    let metrics = settings.metrics.clone().map(|path| status::Metrics::new(path, clock));
     log::info!(
         "colony {} supervising {} (messages {}, pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -118,6 +130,9 @@ pub fn run(settings: Settings) -> i32 {
         child_nofile,
         stop_requests: 0,
         spawned_since_trim: 0,
+        status,
+        metrics,
+        changed: false,
     };
     rt.main_loop(&mut sfd, &dirty)
 }
@@ -178,8 +193,14 @@ impl Runtime {
                 marks |= watch::CONFIG | watch::MESSAGES;
                 next_rescan = now + self.settings.frequency;
             }
+            let busy = reap || marks != 0 || self.sup.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
             self.sink.flush();
+            if busy || std::mem::take(&mut self.changed) {
+                self.publish(now);
+            } else if let Some(m) = &mut self.metrics {
+                m.write_if_due(&self.sup, now);
+            }
             if self.spawned_since_trim >= 64 {
                 // Bulk starts leave the heap fragmented; give it back.
                 self.spawned_since_trim = 0;
@@ -188,9 +209,11 @@ impl Runtime {
             }
             if self.sup.is_done() {
                 self.finish();
+                self.status.close(&self.sup, Instant::now());
                 return self.sup.exit_code().unwrap_or(0);
             }
-            let deadline = [self.sup.next_deadline(), Some(next_rescan)].into_iter().flatten().min();
+            let metrics_due = self.metrics.as_ref().and_then(|m| m.due);
+            let deadline = [self.sup.next_deadline(), Some(next_rescan), metrics_due].into_iter().flatten().min();
             let timeout = if self.again.is_empty() {
                 deadline.map(|d| d.saturating_duration_since(Instant::now()))
             } else {
@@ -245,8 +268,21 @@ impl Runtime {
         self.apply(effects, now);
     }
 
+    /// Status files for what changed, and metrics when due.
+    fn publish(&mut self, now: Instant) {
+        if self.status.sync(&self.sup, now) {
+            if let Some(m) = &mut self.metrics {
+                m.changed(now);
+            }
+        }
+        if let Some(m) = &mut self.metrics {
+            m.write_if_due(&self.sup, now);
+        }
+    }
+
     fn stop_request(&mut self, sig: Signal) {
         self.stop_requests += 1;
+        self.changed = true;
         let now = Instant::now();
         let mut effects = Vec::new();
         if self.stop_requests == 1 {

@@ -3,6 +3,8 @@
 //!
 //! Depends on `clap` and the rest of this crate.
 
+mod status;
+
 use crate::{Error, Places, ProgramName, ProgramSpec};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value};
@@ -32,6 +34,9 @@ struct Cli {
     /// Config directory (one file per program).
     #[arg(long, env = "COLONY_CONFIG_DIR", value_name = "DIR", global = true)]
     config: Option<PathBuf>,
+    /// Status directory of the running supervisor [default: MESSAGES/.status].
+    #[arg(long, env = "COLONY_STATUS_DIR", value_name = "DIR", global = true)]
+    status: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,6 +54,37 @@ enum Command {
     Restart {
         /// The program.
         name: String,
+        /// Return only once the new instance runs (or fail).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits at most.
+        #[arg(long, value_name = "S", default_value = "30", requires = "wait")]
+        timeout: f64,
+    },
+    /// Ask the supervisor to stop a program and keep it stopped.
+    Stop {
+        /// The program.
+        name: String,
+    },
+    /// Ask the supervisor to start a stopped program (or one in backoff) now.
+    Start {
+        /// The program.
+        name: String,
+    },
+    /// Ask the supervisor to send a signal to a program's main process.
+    Signal {
+        /// The program.
+        name: String,
+        /// A signal name (HUP, SIGUSR1, ...) or number.
+        signal: String,
+    },
+    /// Show what the supervisor is doing, from its status directory.
+    Status {
+        /// Only this program.
+        name: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask the supervisor to restart every program.
     RestartAll,
@@ -99,7 +135,7 @@ struct AddArgs {
 }
 
 /// A failure with its exit code; printed as one line.
-struct Failure(i32, String);
+pub(crate) struct Failure(i32, String);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
@@ -111,7 +147,7 @@ impl From<Error> for Failure {
     }
 }
 
-fn usage(msg: impl Into<String>) -> Failure {
+pub(crate) fn usage(msg: impl Into<String>) -> Failure {
     Failure(EXIT_USAGE, msg.into())
 }
 
@@ -161,14 +197,56 @@ fn execute(cli: Cli) -> Result<(), Failure> {
             Ok(places.add(&name, &spec)?)
         }
         Command::Remove { name: n } => Ok(places(&cli, true)?.remove(&name(n)?)?),
-        Command::Restart { name: n } => {
+        Command::Restart { name: n, wait, timeout } => {
             let n = name(n)?;
-            places(&cli, true)?.restart(&n).map(drop).map_err(Into::into)
+            let places = places(&cli, true)?;
+            if *wait {
+                let dir = status_dir(&cli, &places);
+                status::restart_and_wait(&places, &dir, &n, *timeout)
+            } else {
+                places.restart(&n).map(drop).map_err(Into::into)
+            }
+        }
+        Command::Stop { name: n } => {
+            let n = name(n)?;
+            places(&cli, true)?.stop(&n).map(drop).map_err(Into::into)
+        }
+        Command::Start { name: n } => {
+            let n = name(n)?;
+            let places = places(&cli, true)?;
+            if let Some(s) = status::current(&status_dir(&cli, &places), &n) {
+                if s.disabled {
+                    return Err(Failure(EXIT_FAILURE, format!("{n} is disabled in its config file")));
+                }
+            }
+            places.start(&n).map(drop).map_err(Into::into)
+        }
+        Command::Signal { name: n, signal } => {
+            let n = name(n)?;
+            let sig = crate::parse_signal(&serde_json::Value::from(signal.as_str()))
+                .or_else(|| signal.parse::<i32>().ok().filter(|s| (1..=64).contains(s)))
+                .ok_or_else(|| usage(format!("signal: {signal:?} is not a signal name or number")))?;
+            let places = places(&cli, true)?;
+            if let Some(s) = status::current(&status_dir(&cli, &places), &n) {
+                if s.pid.is_none() {
+                    return Err(Failure(EXIT_FAILURE, format!("{n} is not running ({})", s.state.as_str())));
+                }
+            }
+            places.signal(&n, sig).map(drop).map_err(Into::into)
+        }
+        Command::Status { name: n, json } => {
+            let n = n.as_deref().map(name).transpose()?;
+            let places = places(&cli, cli.status.is_none())?;
+            status::show(&status_dir(&cli, &places), n.as_ref(), *json)
         }
         Command::RestartAll => places(&cli, true)?.restart_all().map(drop).map_err(Into::into),
         Command::RestartGroup { group } => places(&cli, true)?.restart_group(group).map(drop).map_err(Into::into),
         Command::List { json } => list(&places(&cli, false)?, *json),
     }
+}
+
+fn status_dir(cli: &Cli, places: &Places) -> PathBuf {
+    cli.status.clone().unwrap_or_else(|| places.default_status_dir())
 }
 
 fn build_spec(add: &AddArgs) -> Result<ProgramSpec, Failure> {
