@@ -18,7 +18,7 @@ struct Cli {
 enum Command {
     /// Run the supervisor in the foreground (alias: supervise).
     #[command(visible_alias = "supervise")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Control the supervisor by writing files (same as colony-ctl).
     #[command(disable_help_flag = true)]
     Ctl {

@@ -876,7 +876,7 @@ fn bad_input_fails_cleanly_and_writes_nothing() {
 /// writer-specific size, up to 64 KiB).
 fn payload(w: usize, i: usize) -> (Vec<String>, String) {
     const SIZES: [usize; 8] = [0, 1, 100, 4096, 10_000, 32 * 1024, 50_000, 64 * 1024];
-    let filler: String = std::iter::repeat(char::from(b'a' + w as u8)).take(SIZES[w]).collect();
+    let filler: String = std::iter::repeat_n(char::from(b'a' + w as u8), SIZES[w]).collect();
     let args = vec!["/bin/true".to_string(), format!("{w}-{i}"), filler];
     let bytes = format!(r#"{{"args": ["{}", "{}", "{}"]}}"#, args[0], args[1], args[2]);
     (args, bytes)
