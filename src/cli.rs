@@ -2,6 +2,7 @@
 //!
 //! Depends on clap and the subcommands' modules.
 
+use crate::check::CheckArgs;
 use crate::settings::RunArgs;
 use clap::{Parser, Subcommand};
 use std::ffi::OsString;
@@ -19,6 +20,8 @@ enum Command {
     /// Run the supervisor in the foreground (alias: supervise).
     #[command(visible_alias = "supervise")]
     Run(Box<RunArgs>),
+    /// Validate config files as the supervisor would read them.
+    Check(CheckArgs),
     /// Control the supervisor by writing files (same as colony-ctl).
     #[command(disable_help_flag = true)]
     Ctl {
@@ -44,6 +47,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
                 }
             }
         }
+        Command::Check(args) => crate::check::run(&args),
         Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
     }
 }

@@ -4,6 +4,7 @@
 //! [`core`], the operating-system edge in `runtime`, and the command line in
 //! [`cli`]. It depends on `colony-ctl` for every file format.
 
+pub mod check;
 pub mod cli;
 pub mod core;
 mod runtime;
