@@ -37,23 +37,17 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         Err(e) => return colony_ctl::cli::clap_exit("colony", e),
     };
     match cli.command {
-        Command::Run(args) => {
-            init_logging();
-            match args.settings() {
-                Ok(settings) => crate::runtime::run(settings),
-                Err(msg) => {
-                    eprintln!("colony run: {msg}");
-                    2
-                }
+        Command::Run(args) => match args.settings() {
+            Ok(settings) => {
+                crate::logging::init(settings.log_style);
+                crate::runtime::run(settings)
             }
-        }
+            Err(msg) => {
+                eprintln!("colony run: {msg}");
+                2
+            }
+        },
         Command::Check(args) => crate::check::run(&args),
         Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
     }
-}
-
-/// Logs go to stderr; `COLONY_LOG` filters them (env_logger syntax; a
-/// program's output has the program's name as its target).
-fn init_logging() {
-    env_logger::Builder::from_env(env_logger::Env::new().filter_or("COLONY_LOG", "info")).format_target(false).init();
 }

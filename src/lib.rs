@@ -7,5 +7,6 @@
 pub mod check;
 pub mod cli;
 pub mod core;
+pub mod logging;
 mod runtime;
 pub mod settings;

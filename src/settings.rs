@@ -32,6 +32,13 @@ pub struct RunArgs {
     /// collector), at most once per second.
     #[arg(long, env = "COLONY_METRICS_FILE", value_name = "FILE")]
     pub metrics: Option<PathBuf>,
+    /// Log format of colony's messages and of child output on stderr.
+    #[arg(long, env = "COLONY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::logging::Format,
+    /// Whether text log lines start with a timestamp (auto: when stderr is
+    /// not a terminal).
+    #[arg(long, env = "COLONY_LOG_TIMESTAMPS", value_enum, default_value = "auto")]
+    pub log_timestamps: crate::logging::Timestamps,
     /// A program that lived less than this many seconds died "instantly".
     #[arg(short = 't', long, env = "COLONY_THRESHOLD", value_name = "S", default_value = "1")]
     pub threshold: String,
@@ -61,6 +68,8 @@ pub struct Settings {
     pub status_dir: PathBuf,
     /// The metrics file, if any.
     pub metrics: Option<PathBuf>,
+    /// How log lines look.
+    pub log_style: crate::logging::Style,
     /// Restart and stop timing.
     pub policy: Policy,
 }
@@ -99,6 +108,7 @@ impl RunArgs {
             pid_dir: self.pid.clone(),
             status_dir: self.status.clone().unwrap_or_else(|| self.messages.join(colony_ctl::DEFAULT_STATUS_SUBDIR)),
             metrics: self.metrics.clone(),
+            log_style: crate::logging::Style::new(self.log_format, self.log_timestamps),
             policy,
         })
     }

@@ -5,6 +5,7 @@
 //! The only part of colony that talks to the operating system for the
 //! supervisor: spawning, signalling, reaping, pipes, watching, PID files.
 
+mod logfile;
 mod output;
 mod signals;
 mod spawn;
@@ -19,9 +20,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
 use output::{Drained, Kind, Sink, Stream};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -56,6 +59,8 @@ struct Runtime {
     spawned_since_trim: u32,
     status: status::StatusWriter,
     metrics: Option<status::Metrics>,
+    /// Programs' own log files, by program.
+    log_files: HashMap<ProgramName, Rc<RefCell<logfile::LogWriter>>>,
     /// The supervisor changed outside `turn` (a stop request).
     changed: bool,
 }
@@ -114,6 +119,7 @@ pub fn run(settings: Settings) -> i32 {
         settings.messages.display(),
         std::process::id()
     );
+    let log_style = settings.log_style;
     let mut rt = Runtime {
         sup: Supervisor::new(settings.policy),
         settings,
@@ -125,13 +131,14 @@ pub fn run(settings: Settings) -> i32 {
         streams: HashMap::new(),
         next_token: FIRST_STREAM,
         again: Vec::new(),
-        sink: Sink::stderr(),
+        sink: Sink::stderr(log_style),
         read_buf: vec![0; 64 * 1024],
         child_nofile,
         stop_requests: 0,
         spawned_since_trim: 0,
         status,
         metrics,
+        log_files: HashMap::new(),
         changed: false,
     };
     rt.main_loop(&mut sfd, &dirty)
@@ -195,7 +202,7 @@ impl Runtime {
             }
             let busy = reap || marks != 0 || self.sup.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
-            self.sink.flush();
+            self.flush_output();
             if busy || std::mem::take(&mut self.changed) {
                 self.publish(now);
             } else if let Some(m) = &mut self.metrics {
@@ -506,7 +513,12 @@ impl Runtime {
                     }
                 }
                 Effect::Scheduled { name, delay } => log::info!("{name}: starting again in {}", secs(delay)),
-                Effect::Forgotten { name } => log::info!("{name}: removed"),
+                Effect::Forgotten { name } => {
+                    if let Some(w) = self.log_files.remove(&name) {
+                        w.borrow_mut().flush();
+                    }
+                    log::info!("{name}: removed");
+                }
             }
             queue.extend(more);
         }
@@ -523,8 +535,9 @@ impl Runtime {
             Ok(child) => {
                 self.spawned_since_trim += 1;
                 log::info!("{name}: started, pid {}", child.pid);
+                let file = self.log_file(name, spec);
                 for (kind, pipe) in [(Kind::Stdout, child.stdout), (Kind::Stderr, child.stderr)] {
-                    self.add_stream(name, kind, pipe);
+                    self.add_stream(name, kind, pipe, file.clone());
                 }
                 if let Some(dir) = &self.settings.pid_dir {
                     if let Err(e) = write_atomic(dir, name.as_str(), child.pid.to_string().as_bytes()) {
@@ -536,11 +549,42 @@ impl Runtime {
         }
     }
 
-    fn add_stream(&mut self, name: &ProgramName, kind: Kind, pipe: std::fs::File) {
+    /// The program's log file writer (kept across restarts while the
+    /// `log` key stays the same).
+    fn log_file(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Option<Rc<RefCell<logfile::LogWriter>>> {
+        let Some(want) = spec.log() else {
+            self.log_files.remove(name);
+            return None;
+        };
+        if let Some(w) = self.log_files.get(name) {
+            if w.borrow().is_for(want) {
+                return Some(w.clone());
+            }
+            w.borrow_mut().flush();
+        }
+        let w = Rc::new(RefCell::new(logfile::LogWriter::new(want)));
+        self.log_files.insert(name.clone(), w.clone());
+        Some(w)
+    }
+
+    fn flush_output(&mut self) {
+        self.sink.flush();
+        for w in self.log_files.values() {
+            w.borrow_mut().flush();
+        }
+    }
+
+    fn add_stream(
+        &mut self,
+        name: &ProgramName,
+        kind: Kind,
+        pipe: std::fs::File,
+        file: Option<Rc<RefCell<logfile::LogWriter>>>,
+    ) {
         use std::os::fd::AsRawFd;
         let token = Token(self.next_token);
         self.next_token += 1;
-        let stream = match Stream::new(name.to_string(), kind, pipe) {
+        let stream = match Stream::new(name.to_string(), kind, pipe, file) {
             Ok(s) => s,
             Err(e) => return log::error!("{name}: cannot read its output: {e}"),
         };
@@ -576,7 +620,7 @@ impl Runtime {
         for t in tokens {
             self.read_stream(t);
         }
-        self.sink.flush();
+        self.flush_output();
         for (pid, status) in signals::reap_all() {
             log::debug!("reaped orphan {pid} ({})", describe(status));
         }

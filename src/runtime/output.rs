@@ -1,11 +1,18 @@
 //! Child output: non-blocking pipe reads split into lines and forwarded to
-//! colony's stderr as `[name] line`, batched into few writes. Long lines are
-//! cut at a bound; a partial last line waits for the rest.
+//! colony's stderr (`[name] line`, or JSON) in few large writes, or to the
+//! program's own log file. Long lines are cut at a bound; a partial last
+//! line waits for the rest.
 //!
-//! Depends on std only; the loop owns every stream.
+//! Depends on std, the logging style and the log file writer; the loop owns
+//! every stream.
 
+use super::logfile::LogWriter;
+use crate::logging::{rfc3339_millis, Format, Style};
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::SystemTime;
 
 /// The longest line forwarded in one piece; longer ones are cut.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -28,10 +35,11 @@ pub struct Stream {
     /// The program's name (the log prefix).
     pub name: String,
     /// stdout or stderr (kept apart for structured logs).
-    #[allow(dead_code)]
     pub kind: Kind,
     /// The read end, non-blocking.
     pub pipe: File,
+    /// The program's own log file, instead of colony's stderr.
+    pub file: Option<Rc<RefCell<LogWriter>>>,
     partial: Vec<u8>,
 }
 
@@ -48,15 +56,23 @@ pub enum Drained {
 
 impl Stream {
     /// Wraps a pipe (sets it non-blocking).
-    pub fn new(name: String, kind: Kind, pipe: File) -> io::Result<Stream> {
+    pub fn new(name: String, kind: Kind, pipe: File, file: Option<Rc<RefCell<LogWriter>>>) -> io::Result<Stream> {
         set_nonblocking(&pipe)?;
-        Ok(Stream { name, kind, pipe, partial: Vec::new() })
+        Ok(Stream { name, kind, pipe, file, partial: Vec::new() })
+    }
+
+    fn emit(&self, sink: &mut Sink, line: &[u8]) {
+        match &self.file {
+            Some(f) => f.borrow_mut().line(sink.stamp(), line),
+            None => sink.line(&self.name, self.kind, line),
+        }
     }
 
     /// Reads what is there (up to the budget) and forwards whole lines.
     pub fn drain(&mut self, buf: &mut [u8], sink: &mut Sink) -> Drained {
         let mut total = 0;
-        let enabled = sink.enabled(&self.name);
+        let enabled = self.file.is_some() || sink.enabled(&self.name);
+        sink.begin();
         loop {
             match self.pipe.read(buf) {
                 Ok(0) => {
@@ -85,19 +101,23 @@ impl Stream {
     fn split(&mut self, mut data: &[u8], sink: &mut Sink) {
         while let Some(i) = data.iter().position(|&b| b == b'\n') {
             if self.partial.is_empty() {
-                sink.line(&self.name, &data[..i]);
+                self.emit(sink, &data[..i]);
             } else {
-                self.partial.extend_from_slice(&data[..i]);
-                sink.line(&self.name, &self.partial);
-                self.partial.clear();
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&data[..i]);
+                self.emit(sink, &line);
+                line.clear();
+                self.partial = line;
             }
             data = &data[i + 1..];
         }
         while self.partial.len() + data.len() >= MAX_LINE {
             let take = MAX_LINE - self.partial.len();
-            self.partial.extend_from_slice(&data[..take]);
-            sink.line(&self.name, &self.partial);
-            self.partial.clear();
+            let mut line = std::mem::take(&mut self.partial);
+            line.extend_from_slice(&data[..take]);
+            self.emit(sink, &line);
+            line.clear();
+            self.partial = line;
             data = &data[take..];
         }
         self.partial.extend_from_slice(data);
@@ -108,10 +128,10 @@ impl Stream {
 
     fn flush_partial(&mut self, sink: &mut Sink, enabled: bool) {
         if !self.partial.is_empty() {
+            let line = std::mem::take(&mut self.partial);
             if enabled {
-                sink.line(&self.name, &self.partial);
+                self.emit(sink, &line);
             }
-            self.partial = Vec::new();
         }
     }
 }
@@ -133,18 +153,20 @@ fn set_nonblocking(f: &File) -> io::Result<()> {
 pub struct Sink {
     buf: Vec<u8>,
     out: Box<dyn Write>,
+    style: Style,
+    stamp: String,
 }
 
 impl Sink {
     /// A sink writing to colony's stderr.
-    pub fn stderr() -> Sink {
-        Sink { buf: Vec::with_capacity(FLUSH_AT * 2), out: Box::new(io::stderr()) }
+    pub fn stderr(style: Style) -> Sink {
+        Sink { buf: Vec::with_capacity(FLUSH_AT * 2), out: Box::new(io::stderr()), style, stamp: String::new() }
     }
 
     /// A sink writing to `out` (tests).
     #[cfg(test)]
-    pub fn to(out: Box<dyn Write>) -> Sink {
-        Sink { buf: Vec::new(), out }
+    pub fn to(out: Box<dyn Write>, style: Style) -> Sink {
+        Sink { buf: Vec::new(), out, style, stamp: String::new() }
     }
 
     /// Whether lines of `name` are wanted (COLONY_LOG may silence a program
@@ -153,13 +175,45 @@ impl Sink {
         log::log_enabled!(target: name, log::Level::Info)
     }
 
-    /// Appends `[name] line`.
-    pub fn line(&mut self, name: &str, line: &[u8]) {
-        self.buf.push(b'[');
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.extend_from_slice(b"] ");
-        self.buf.extend_from_slice(line);
-        self.buf.push(b'\n');
+    /// Takes the time once for the lines of one read pass.
+    pub fn begin(&mut self) {
+        self.stamp = rfc3339_millis(SystemTime::now());
+    }
+
+    /// The current pass's timestamp.
+    pub fn stamp(&self) -> &str {
+        &self.stamp
+    }
+
+    /// Appends one line of `name`'s output.
+    pub fn line(&mut self, name: &str, kind: Kind, line: &[u8]) {
+        match self.style.format {
+            Format::Text => {
+                if self.style.timestamps {
+                    self.buf.extend_from_slice(self.stamp.as_bytes());
+                    self.buf.push(b' ');
+                }
+                self.buf.push(b'[');
+                self.buf.extend_from_slice(name.as_bytes());
+                self.buf.extend_from_slice(b"] ");
+                self.buf.extend_from_slice(line);
+                self.buf.push(b'\n');
+            }
+            Format::Json => {
+                let stream = match kind {
+                    Kind::Stdout => "stdout",
+                    Kind::Stderr => "stderr",
+                };
+                let obj = serde_json::json!({
+                    "ts": self.stamp,
+                    "program": name,
+                    "stream": stream,
+                    "line": String::from_utf8_lossy(line),
+                });
+                let _ = serde_json::to_writer(&mut self.buf, &obj);
+                self.buf.push(b'\n');
+            }
+        }
         if self.buf.len() >= FLUSH_AT {
             self.flush();
         }
@@ -196,9 +250,10 @@ mod tests {
     #[test]
     fn splits_lines_joins_partials_and_bounds_long_lines() {
         let shared = Shared::default();
-        let mut sink = Sink::to(Box::new(shared.clone()));
+        let style = Style { format: Format::Text, timestamps: false };
+        let mut sink = Sink::to(Box::new(shared.clone()), style);
         let (r, _w) = nix::unistd::pipe().unwrap();
-        let mut s = Stream::new("web".into(), Kind::Stdout, File::from(r)).unwrap();
+        let mut s = Stream::new("web".into(), Kind::Stdout, File::from(r), None).unwrap();
         s.split(b"one\ntw", &mut sink);
         s.split(b"o\n", &mut sink);
         s.split(&vec![b'x'; MAX_LINE + 10], &mut sink);
@@ -211,5 +266,38 @@ mod tests {
         assert_eq!(lines[2].len(), "[web] ".len() + MAX_LINE);
         assert_eq!(lines[3], "[web] xxxxxxxxxx");
         assert_eq!(lines.len(), 4);
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_program_stream_and_line() {
+        let shared = Shared::default();
+        let mut sink = Sink::to(Box::new(shared.clone()), Style { format: Format::Json, timestamps: true });
+        sink.begin();
+        sink.line("web", Kind::Stderr, b"oops \xff \"quoted\"");
+        sink.flush();
+        let text = String::from_utf8(shared.0.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["program"], "web");
+        assert_eq!(v["stream"], "stderr");
+        assert_eq!(v["line"], "oops \u{fffd} \"quoted\"");
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'));
     }
 }
