@@ -7,6 +7,7 @@
 
 mod logfile;
 mod output;
+mod sdnotify;
 mod signals;
 mod spawn;
 mod status;
@@ -59,6 +60,8 @@ struct Runtime {
     spawned_since_trim: u32,
     status: status::StatusWriter,
     metrics: Option<status::Metrics>,
+    /// The service manager, when run as a `Type=notify` unit.
+    notifier: Option<sdnotify::Notifier>,
     /// Programs' own log files, by program.
     log_files: HashMap<ProgramName, Rc<RefCell<logfile::LogWriter>>>,
     /// The supervisor changed outside `turn` (a stop request).
@@ -69,6 +72,8 @@ struct Runtime {
 pub fn run(settings: Settings) -> i32 {
     // Signals first, before the watcher thread exists, so every thread
     // inherits the blocked mask and they all arrive at the signalfd.
+    // Before the watcher thread exists: it edits the environment.
+    let notifier = sdnotify::Notifier::from_env();
     let mut sfd = match signals::block_and_open() {
         Ok(s) => s,
         Err(e) => return startup_error(format!("cannot set up signal handling: {e}")),
@@ -139,6 +144,7 @@ pub fn run(settings: Settings) -> i32 {
         status,
         metrics,
         log_files: HashMap::new(),
+        notifier,
         changed: false,
     };
     rt.main_loop(&mut sfd, &dirty)
@@ -194,6 +200,7 @@ impl Runtime {
         let mut next_rescan = Instant::now();
         let mut reap = true;
         let mut marks = watch::CONFIG | watch::MESSAGES;
+        let mut first = true;
         loop {
             let now = Instant::now();
             if now >= next_rescan {
@@ -203,6 +210,13 @@ impl Runtime {
             let busy = reap || marks != 0 || self.sup.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
             self.flush_output();
+            if first {
+                // Every program of the first scan has been started.
+                first = false;
+                if let Some(n) = &self.notifier {
+                    n.send("READY=1");
+                }
+            }
             if busy || std::mem::take(&mut self.changed) {
                 self.publish(now);
             } else if let Some(m) = &mut self.metrics {
@@ -293,6 +307,9 @@ impl Runtime {
         let now = Instant::now();
         let mut effects = Vec::new();
         if self.stop_requests == 1 {
+            if let Some(n) = &self.notifier {
+                n.send("STOPPING=1");
+            }
             log::info!("{sig}: stopping every program (a second signal kills them at once)");
             self.sup.shutdown(now, &mut effects);
         } else {
@@ -496,6 +513,9 @@ impl Runtime {
                 }
                 Effect::CriticalExit { name, code } => {
                     log::warn!("{name} is critical and ended: stopping everything, colony will exit with code {code}");
+                    if let Some(n) = &self.notifier {
+                        n.send("STOPPING=1");
+                    }
                 }
                 Effect::Signal { name, pgid, signal } => {
                     let how = signals::name(signal);
