@@ -40,6 +40,7 @@ mod json;
 mod message;
 mod name;
 mod places;
+mod policy;
 mod spec;
 mod status;
 
@@ -49,6 +50,9 @@ pub use json::to_python_json;
 pub use message::{message_name, new_message_name, Message, MessageError};
 pub use name::{is_ignored_file_name, NameError, ProgramName};
 pub use places::{ConfiguredProgram, Places};
+pub use policy::{
+    parse_host_port, parse_http_url, GiveUp, Heartbeat, Policies, Probe, ProbeAction, Readiness, RestartPolicy,
+};
 pub use spec::{
     parse_signal, signal_name, Beatcheck, LogFile, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS,
 };

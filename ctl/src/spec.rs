@@ -3,6 +3,7 @@
 //! Depends on `serde_json` and the JSON style module only; no I/O here.
 
 use crate::json::to_python_json;
+use crate::policy::Policies;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -70,6 +71,7 @@ pub struct ProgramSpec {
     disabled: bool,
     critical: bool,
     log: Option<LogFile>,
+    policies: Policies,
 }
 
 /// The `log` key: the program's output goes to its own file, rotated by
@@ -354,6 +356,7 @@ impl ProgramSpec {
         let disabled = c.boolean("disabled");
         let critical = c.boolean("critical");
         let log = raw.get("log").and_then(|v| log_file(&mut c, v));
+        let policies = crate::policy::parse(raw, &mut c.problems);
         if !c.problems.is_empty() {
             return Err(SpecError { path: None, problems: c.problems });
         }
@@ -374,6 +377,7 @@ impl ProgramSpec {
             disabled,
             critical,
             log,
+            policies,
         })
     }
 
@@ -473,6 +477,11 @@ impl ProgramSpec {
     /// The program's own log file, if configured.
     pub fn log(&self) -> Option<&LogFile> {
         self.log.as_ref()
+    }
+
+    /// The failure policy and health keys.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
     }
 
     /// Keys colony does not read, in file order.

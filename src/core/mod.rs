@@ -3,4 +3,5 @@
 
 pub mod backoff;
 pub mod diff;
+pub mod health;
 pub mod supervisor;
