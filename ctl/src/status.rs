@@ -83,6 +83,20 @@ pub struct ProgramStatus {
     pub disabled: bool,
     /// When this state began (Unix time).
     pub since: f64,
+    /// The running instance is ready (without a readiness check: as soon
+    /// as it runs).
+    #[serde(default)]
+    pub ready: bool,
+    /// `"lost"` (heartbeat stale, restarted) or `"dropped"` (no heartbeat
+    /// for the drop threshold).
+    #[serde(default)]
+    pub health: Option<String>,
+    /// Programs of its `after` list it is waiting for.
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// Why it cannot start at all (an `after` problem).
+    #[serde(default)]
+    pub blocked: Option<String>,
 }
 
 /// The file `STATUS/.colony`.
@@ -175,6 +189,10 @@ mod tests {
             held: false,
             disabled: false,
             since: 1.0,
+            ready: false,
+            health: None,
+            waiting_for: vec![],
+            blocked: None,
         };
         crate::write_atomic(dir.path(), "web", &serde_json::to_vec(&p).unwrap()).unwrap();
         std::fs::write(dir.path().join("junk"), "not json").unwrap();

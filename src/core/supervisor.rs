@@ -6,7 +6,8 @@
 //! reports back (spawned, exited) as further events.
 
 use super::backoff::{Backoff, Policy};
-use colony_ctl::{ProgramName, ProgramSpec};
+use super::health::{FailureWindow, ProbeTimer};
+use colony_ctl::{ProgramName, ProgramSpec, RestartPolicy};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,8 @@ pub enum Effect {
     Forgotten { name: ProgramName },
     /// A critical program ended: colony stops everything and exits with `code`.
     CriticalExit { name: ProgramName, code: i32 },
+    /// A health verdict or policy decision worth a log line.
+    Note { name: ProgramName, level: log::Level, text: String },
 }
 
 /// Why a program is being stopped: what happens once it has been reaped.
@@ -62,8 +65,11 @@ pub enum State {
     Running { pid: Pid, since: Instant },
     /// Asked to stop; SIGKILL at `kill_at` (None once it has been sent).
     Stopping { pid: Pid, since: Instant, kill_at: Option<Instant>, then: AfterStop },
-    /// Not running and not to be started (STOP, disabled, or shutdown).
+    /// Not running and not to be started (STOP, disabled, its restart
+    /// policy, or shutdown).
     Halted,
+    /// Given up on after too many failures; tried again at `retry_at`.
+    Failed { retry_at: Option<Instant> },
 }
 
 /// How a process ended.
@@ -96,12 +102,57 @@ struct Program {
     starts: u64,
     /// How its last instance ended.
     last_exit: Option<ExitStatus>,
+    /// Recent failures, for `give_up`.
+    failures: FailureWindow,
+    /// Heartbeat and probe state of the current instance.
+    health: Health,
+    /// When colony started watching it (the SLAMon drop clock).
+    known_since: Instant,
+    /// Why its `after` list cannot be satisfied (unknown name, cycle).
+    blocked: Option<String>,
+}
+
+/// Heartbeat, probes and readiness of one program.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Health {
+    /// When to look at the heartbeat file next.
+    beat_next: Option<Instant>,
+    /// The heartbeat seen last.
+    last_beat: Option<Instant>,
+    /// The last heartbeat verdict was stale.
+    lost: bool,
+    /// Dropped from the fleet view (SLAMon).
+    dropped: bool,
+    liveness: Option<ProbeTimer>,
+    readiness: Option<ProbeTimer>,
+    /// The running instance is ready.
+    ready: bool,
 }
 
 impl Program {
     fn new(spec: ProgramSpec, policy: &Policy, now: Instant) -> Program {
         let state = if spec.disabled() { State::Halted } else { State::Waiting { at: now } };
-        Program { spec: Arc::new(spec), backoff: Backoff::new(policy), state, held: false, starts: 0, last_exit: None }
+        Program {
+            spec: Arc::new(spec),
+            backoff: Backoff::new(policy),
+            state,
+            held: false,
+            starts: 0,
+            last_exit: None,
+            failures: FailureWindow::default(),
+            health: Health::default(),
+            known_since: now,
+            blocked: None,
+        }
+    }
+
+    /// The restart policy in force: `never` by default for a critical program.
+    fn restart_policy(&self) -> RestartPolicy {
+        match self.spec.policies().restart {
+            Some(p) => p,
+            None if self.spec.critical() => RestartPolicy::Never,
+            None => RestartPolicy::Always,
+        }
     }
 
     fn wants_to_run(&self) -> bool {
@@ -122,6 +173,14 @@ pub struct View<'a> {
     pub starts: u64,
     /// How the last instance ended.
     pub last_exit: Option<ExitStatus>,
+    /// The running instance is ready (always, without a readiness check).
+    pub ready: bool,
+    /// "lost" or "dropped" after a heartbeat verdict.
+    pub health: Option<&'static str>,
+    /// Programs it waits for (its `after` list, not yet ready).
+    pub waiting_for: Vec<&'a str>,
+    /// Why it cannot start (an `after` problem).
+    pub blocked: Option<&'a str>,
 }
 
 /// A report on one exit, for the log.
@@ -194,12 +253,29 @@ impl Supervisor {
 
     /// What the status of `name` shows.
     pub fn view(&self, name: &str) -> Option<View<'_>> {
-        self.programs.get(name).map(|p| View {
+        let p = self.programs.get(name)?;
+        let waiting_for = match p.state {
+            State::Waiting { .. } if p.wants_to_run() => {
+                p.spec.policies().after.iter().filter(|d| !self.is_ready(d)).map(String::as_str).collect()
+            }
+            _ => Vec::new(),
+        };
+        Some(View {
             state: &p.state,
             spec: &p.spec,
             held: p.held,
             starts: p.starts,
             last_exit: p.last_exit,
+            ready: matches!(p.state, State::Running { .. }) && p.health.ready,
+            health: if p.health.dropped {
+                Some("dropped")
+            } else if p.health.lost {
+                Some("lost")
+            } else {
+                None
+            },
+            waiting_for,
+            blocked: p.blocked.as_deref(),
         })
     }
 
@@ -228,7 +304,8 @@ impl Supervisor {
         let Some(p) = self.programs.get_mut(name) else {
             if let Some(spec) = spec {
                 self.programs.insert(name.clone(), Program::new(spec, &policy, now));
-                self.poke(name, now, out);
+                self.recompute_blocked(out);
+                self.poke_all(now, out);
             }
             return;
         };
@@ -236,11 +313,12 @@ impl Supervisor {
             match p.state {
                 State::Running { .. } => self.stop(name, AfterStop::Forget, now, out),
                 State::Stopping { ref mut then, .. } => *then = AfterStop::Forget,
-                State::Waiting { .. } | State::Halted | State::Starting => {
+                State::Waiting { .. } | State::Halted | State::Starting | State::Failed { .. } => {
                     self.programs.remove(name);
                     out.push(Effect::Forgotten { name: name.clone() });
                 }
             }
+            self.recompute_blocked(out);
             return;
         };
         // The running instance is stopped the way its own (old) spec says;
@@ -252,16 +330,18 @@ impl Supervisor {
         let Some(p) = self.programs.get_mut(name) else { return };
         p.spec = Arc::new(spec);
         p.backoff = Backoff::new(&policy);
+        p.failures.clear();
         let run = p.wants_to_run();
         match p.state {
-            State::Waiting { .. } | State::Halted if run => {
+            State::Waiting { .. } | State::Halted | State::Failed { .. } if run => {
                 p.state = State::Waiting { at: now };
-                self.poke(name, now, out);
             }
-            State::Waiting { .. } => p.state = State::Halted,
+            State::Waiting { .. } | State::Failed { .. } => p.state = State::Halted,
             State::Stopping { ref mut then, .. } => *then = after,
             _ => {}
         }
+        self.recompute_blocked(out);
+        self.poke_all(now, out);
     }
 
     /// Restart `name` now: stop it if it runs (then start it as soon as it
@@ -274,12 +354,13 @@ impl Supervisor {
             return Err(Refused::Disabled(name.clone()));
         }
         p.held = false;
+        p.failures.clear();
         if shutting_down {
             return Ok(());
         }
         match p.state {
             State::Running { .. } => self.stop(name, AfterStop::Start, now, out),
-            State::Waiting { .. } | State::Halted => {
+            State::Waiting { .. } | State::Halted | State::Failed { .. } => {
                 p.state = State::Waiting { at: now };
                 self.poke(name, now, out);
             }
@@ -295,7 +376,7 @@ impl Supervisor {
         p.held = true;
         match p.state {
             State::Running { .. } => self.stop(name, AfterStop::Halt, now, out),
-            State::Waiting { .. } => p.state = State::Halted,
+            State::Waiting { .. } | State::Failed { .. } => p.state = State::Halted,
             State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
             State::Starting | State::Halted => {}
         }
@@ -311,8 +392,9 @@ impl Supervisor {
             return Err(Refused::Disabled(name.clone()));
         }
         p.held = false;
+        p.failures.clear();
         match p.state {
-            State::Waiting { .. } | State::Halted if !shutting_down => {
+            State::Waiting { .. } | State::Halted | State::Failed { .. } if !shutting_down => {
                 p.state = State::Waiting { at: now };
                 self.poke(name, now, out);
             }
@@ -377,19 +459,90 @@ impl Supervisor {
             Ok(pid) => {
                 p.state = State::Running { pid, since: now };
                 p.starts += 1;
+                let spec = p.spec.clone();
+                p.health.started(&spec, p.known_since, now);
+                let ready = p.health.ready;
                 self.pids.insert(pid, name.clone());
+                if ready {
+                    self.poke_all(now, out);
+                }
             }
             Err(code) => {
-                p.last_exit = Some(ExitStatus::Exited(code));
-                if p.spec.critical() {
-                    p.state = State::Halted;
-                    return self.critical_exit(name, code, now, out);
-                }
-                let delay = p.backoff.on_exit(Duration::ZERO, &policy);
-                p.state = State::Waiting { at: now + delay };
-                out.push(Effect::Scheduled { name: name.clone(), delay });
+                let _ = policy;
+                self.ended_on_its_own(name, ExitStatus::Exited(code), Duration::ZERO, now, out);
             }
         }
+    }
+
+    /// A program ended without being asked to: apply its restart policy,
+    /// give up after too many failures, or end colony if it is critical.
+    fn ended_on_its_own(
+        &mut self,
+        name: &ProgramName,
+        status: ExitStatus,
+        lived: Duration,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let policy = self.policy;
+        let shutting_down = self.shutting_down;
+        let Some(p) = self.programs.get_mut(name) else { return };
+        p.last_exit = Some(status);
+        if shutting_down {
+            p.state = State::Halted;
+            return;
+        }
+        let policies = p.spec.policies();
+        let code = match status {
+            ExitStatus::Exited(c) => Some(c),
+            ExitStatus::Signaled(_) => None,
+        };
+        let success = code.is_some_and(|c| policies.success_codes.contains(&c));
+        let prevented = code.is_some_and(|c| policies.no_restart_codes.contains(&c));
+        let restart = !prevented
+            && match p.restart_policy() {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => !success,
+                RestartPolicy::Never => false,
+            };
+        if !restart {
+            p.state = State::Halted;
+            let why = if prevented { "its exit code asks not to restart it" } else { "its restart policy" };
+            out.push(Effect::Note {
+                name: name.clone(),
+                level: log::Level::Info,
+                text: format!("not restarted: {why}"),
+            });
+            if p.spec.critical() {
+                self.critical_exit(name, status.code(), now, out);
+            }
+            return;
+        }
+        if let (false, Some(rule)) = (success, policies.give_up) {
+            if p.failures.record(&rule, now) {
+                let retry_at = rule.cooldown.map(|c| now + Duration::from_secs_f64(c));
+                p.state = State::Failed { retry_at };
+                let until = match rule.cooldown {
+                    Some(c) => format!("trying again in {c} s"),
+                    None => "until restarted by hand".into(),
+                };
+                out.push(Effect::Note {
+                    name: name.clone(),
+                    level: log::Level::Error,
+                    text: format!("failed {} times within {} s: giving up, {until}", rule.failures, rule.within),
+                });
+                if p.spec.critical() {
+                    self.critical_exit(name, status.code(), now, out);
+                }
+                return;
+            }
+        }
+        let delay = p.backoff.on_exit(lived, &policy);
+        p.state = State::Waiting { at: now + delay };
+        if delay > Duration::ZERO {
+            out.push(Effect::Scheduled { name: name.clone(), delay });
+        }
+        self.poke(name, now, out);
     }
 
     /// A child was reaped. Returns `None` for a pid colony did not start (an
@@ -404,24 +557,14 @@ impl Supervisor {
             _ => return None,
         };
         p.last_exit = Some(status);
+        p.health.stopped();
+        let _ = policy;
         let lived = now.saturating_duration_since(since);
         if requested {
             out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
         }
         match then {
-            None if self.shutting_down => p.state = State::Halted,
-            None if p.spec.critical() => {
-                p.state = State::Halted;
-                self.critical_exit(&name, status.code(), now, out);
-            }
-            None => {
-                let delay = p.backoff.on_exit(lived, &policy);
-                p.state = State::Waiting { at: now + delay };
-                if delay > Duration::ZERO {
-                    out.push(Effect::Scheduled { name: name.clone(), delay });
-                }
-                self.poke(&name, now, out);
-            }
+            None => self.ended_on_its_own(&name, status, lived, now, out),
             Some(AfterStop::Start) => {
                 p.state = State::Waiting { at: now };
                 self.poke(&name, now, out);
@@ -431,6 +574,9 @@ impl Supervisor {
                 out.push(Effect::Forgotten { name: name.clone() });
             }
             Some(AfterStop::Halt) => p.state = State::Halted,
+        }
+        if self.shutting_down {
+            self.shutdown_step(now, out);
         }
         Some(Exit { name, lived, requested })
     }
@@ -452,18 +598,43 @@ impl Supervisor {
             .filter(|(_, p)| match p.state {
                 State::Waiting { at } => at <= now,
                 State::Stopping { kill_at: Some(at), .. } => at <= now,
+                State::Failed { retry_at: Some(at) } => at <= now,
                 _ => false,
             })
             .map(|(n, _)| n.clone())
             .collect();
         for name in due {
             let Some(p) = self.programs.get_mut(&name) else { continue };
-            if let State::Stopping { pid, ref mut kill_at, .. } = p.state {
-                *kill_at = None;
-                out.push(Effect::Signal { name: name.clone(), pgid: pid, signal: SIGKILL });
-            } else {
-                self.poke(&name, now, out);
+            match p.state {
+                State::Stopping { pid, ref mut kill_at, .. } => {
+                    *kill_at = None;
+                    out.push(Effect::Signal { name: name.clone(), pgid: pid, signal: SIGKILL });
+                }
+                State::Failed { .. } => {
+                    p.state = State::Waiting { at: now };
+                    out.push(Effect::Note {
+                        name: name.clone(),
+                        level: log::Level::Info,
+                        text: "cool-down over: trying again".into(),
+                    });
+                    self.poke(&name, now, out);
+                }
+                _ => self.poke(&name, now, out),
             }
+        }
+    }
+
+    /// Pokes every waiting program (after one became ready, or the config
+    /// changed).
+    fn poke_all(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let waiting: Vec<ProgramName> = self
+            .programs
+            .iter()
+            .filter(|(_, p)| matches!(p.state, State::Waiting { at } if at <= now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in waiting {
+            self.poke(&name, now, out);
         }
     }
 
@@ -472,9 +643,14 @@ impl Supervisor {
         self.programs
             .values()
             .filter_map(|p| match p.state {
-                State::Waiting { at } => Some(at),
+                // A program waiting for others is woken by their readiness,
+                // not by time.
+                State::Waiting { at } if p.wants_to_run() && self.deps_ready(p) => Some(at),
+                State::Waiting { .. } => None,
                 State::Stopping { kill_at, .. } => kill_at,
-                _ => None,
+                State::Failed { retry_at } => retry_at,
+                State::Running { .. } => p.health.next_deadline(),
+                State::Starting | State::Halted => None,
             })
             .min()
     }
@@ -483,21 +659,42 @@ impl Supervisor {
     /// after its kill time, nothing restarted. Done when [`is_done`](Self::is_done).
     pub fn shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
         self.shutting_down = true;
-        let names: Vec<_> = self.programs.keys().cloned().collect();
-        for name in names {
-            let Some(p) = self.programs.get_mut(&name) else { continue };
+        for p in self.programs.values_mut() {
             match p.state {
-                State::Running { .. } => self.stop(&name, AfterStop::Halt, now, out),
                 State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
-                State::Waiting { .. } | State::Starting => p.state = State::Halted,
-                State::Halted => {}
+                State::Waiting { .. } | State::Starting | State::Failed { .. } => p.state = State::Halted,
+                State::Running { .. } | State::Halted => {}
             }
+        }
+        self.shutdown_step(now, out);
+    }
+
+    /// Stops every running program that no running program comes after
+    /// (`after`): shutdown goes in reverse start order.
+    fn shutdown_step(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        let free: Vec<ProgramName> = self
+            .programs
+            .iter()
+            .filter(|(n, p)| matches!(p.state, State::Running { .. }) && !self.dependents_alive(n.as_str()))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in free {
+            self.stop(&name, AfterStop::Halt, now, out);
         }
     }
 
     /// A second shutdown request: SIGKILL every live program now.
     pub fn force_shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
         self.shutdown(now, out);
+        let running: Vec<ProgramName> = self
+            .programs
+            .iter()
+            .filter(|(_, p)| matches!(p.state, State::Running { .. }))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in running {
+            self.stop(&name, AfterStop::Halt, now, out);
+        }
         for (name, p) in self.programs.iter_mut() {
             if let State::Stopping { pid, ref mut kill_at, .. } = p.state {
                 *kill_at = None;
@@ -514,21 +711,28 @@ impl Supervisor {
             let killtime = p.spec.killtime().map(Duration::from_secs_f64).unwrap_or(policy.killtime);
             let signal = p.spec.stop_signal().unwrap_or(SIGTERM);
             p.state = State::Stopping { pid, since, kill_at: Some(now + killtime), then };
+            p.health.stopped();
             out.push(Effect::Signal { name: name.clone(), pgid: pid, signal });
         }
     }
 
     /// Waiting and due → Starting, with a `Spawn` effect.
     fn poke(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) {
-        let Some(p) = self.programs.get_mut(name) else { return };
-        if let State::Waiting { at } = p.state {
-            if at <= now && !self.shutting_down && p.wants_to_run() {
-                p.state = State::Starting;
-                out.push(Effect::Spawn { name: name.clone(), spec: p.spec.clone() });
-            }
+        let Some(p) = self.programs.get(name) else { return };
+        let State::Waiting { at } = p.state else { return };
+        if at > now || self.shutting_down || !p.wants_to_run() || !self.deps_ready(p) {
+            return;
         }
+        let Some(p) = self.programs.get_mut(name) else { return };
+        p.state = State::Starting;
+        out.push(Effect::Spawn { name: name.clone(), spec: p.spec.clone() });
     }
 }
+
+mod checks;
+mod order;
+
+pub use checks::{beat_rule, CheckKind, ProbeRequest};
 
 #[cfg(test)]
 mod tests;

@@ -532,6 +532,7 @@ impl Runtime {
                         log::warn!("{name}: killed processes left behind in its process group {pgid}");
                     }
                 }
+                Effect::Note { name, level, text } => log::log!(level, "{name}: {text}"),
                 Effect::Scheduled { name, delay } => log::info!("{name}: starting again in {}", secs(delay)),
                 Effect::Forgotten { name } => {
                     if let Some(w) = self.log_files.remove(&name) {

@@ -47,6 +47,10 @@ struct Key {
     next_start: Option<Instant>,
     held: bool,
     disabled: bool,
+    ready: bool,
+    health: Option<&'static str>,
+    waiting_for: Vec<String>,
+    blocked: Option<String>,
 }
 
 fn key(v: &View<'_>) -> Key {
@@ -56,7 +60,10 @@ fn key(v: &View<'_>) -> Key {
         State::Stopping { pid, since, .. } => (StateName::Stopping, Some(pid), Some(since), None),
         State::Waiting { at } => (StateName::Backoff, None, None, Some(at)),
         State::Halted => (StateName::Stopped, None, None, None),
+        State::Failed { retry_at } => (StateName::Failed, None, None, retry_at),
     };
+    // A program waiting for others to be ready is starting, not in backoff.
+    let state = if state == StateName::Backoff && !v.waiting_for.is_empty() { StateName::Starting } else { state };
     Key {
         state,
         pid,
@@ -66,6 +73,10 @@ fn key(v: &View<'_>) -> Key {
         next_start,
         held: v.held,
         disabled: v.spec.disabled(),
+        ready: v.ready,
+        health: v.health,
+        waiting_for: v.waiting_for.iter().map(|s| s.to_string()).collect(),
+        blocked: v.blocked.map(String::from),
     }
 }
 
@@ -143,6 +154,10 @@ impl StatusWriter {
                 held: k.held,
                 disabled: k.disabled,
                 since: self.clock.unix(now),
+                ready: k.ready,
+                health: k.health.map(String::from),
+                waiting_for: k.waiting_for.clone(),
+                blocked: k.blocked.clone(),
             };
             self.write(name.as_str(), &status);
             self.written.insert(name.clone(), k);

@@ -29,6 +29,7 @@ struct World {
     spawns: Vec<(ProgramName, Instant)>,
     signals: Vec<(Pid, i32)>,
     fail_spawns: bool,
+    probes: Vec<ProbeRequest>,
 }
 
 impl World {
@@ -45,6 +46,7 @@ impl World {
             spawns: Vec::new(),
             signals: Vec::new(),
             fail_spawns: false,
+            probes: Vec::new(),
         }
     }
 
@@ -76,16 +78,23 @@ impl World {
                 Effect::SignalProcess { pid, .. } => {
                     assert!(self.live.contains_key(&pid), "signal to unknown pid {pid}")
                 }
-                Effect::Scheduled { .. } | Effect::Forgotten { .. } | Effect::CriticalExit { .. } => {}
+                Effect::Scheduled { .. }
+                | Effect::Forgotten { .. }
+                | Effect::CriticalExit { .. }
+                | Effect::Note { .. } => {}
             }
         }
     }
 
     fn die(&mut self, pid: Pid) {
+        self.exit(pid, ExitStatus::Signaled(9));
+    }
+
+    fn exit(&mut self, pid: Pid, status: ExitStatus) {
         if self.live.remove(&pid).is_some() {
             self.reaped.insert(pid);
             let mut out = Vec::new();
-            self.sup.exited(pid, ExitStatus::Signaled(9), self.now, &mut out).expect("a pid the supervisor started");
+            self.sup.exited(pid, status, self.now, &mut out).expect("a pid the supervisor started");
             self.apply(out);
         }
     }
@@ -94,6 +103,12 @@ impl World {
         self.now += d;
         let mut out = Vec::new();
         self.sup.tick(self.now, &mut out);
+        // Heartbeat files are never touched in this world.
+        for name in self.sup.beats_due(self.now) {
+            self.sup.heartbeat(&name, None, self.now, &mut out);
+        }
+        // Probes start (their results come later, or never).
+        self.probes.extend(self.sup.probes_due(self.now));
         self.apply(out);
         if let Some(next) = self.sup.next_deadline() {
             assert!(next > self.now, "deadline {:?} in the past after tick", next - self.t0);
@@ -282,6 +297,159 @@ fn a_critical_program_that_cannot_start_ends_colony_with_127() {
     assert!(w.sup.is_done());
 }
 
+#[test]
+fn restart_policies_and_no_restart_codes() {
+    let mut w = World::new();
+    w.run(|s, now, out| {
+        s.configure(
+            &name("job"),
+            Some(spec(r#"{"args": ["x"], "restart": "on-failure", "no_restart_codes": [78]}"#)),
+            now,
+            out,
+        )
+    });
+    let pid = w.pid_of("job").unwrap();
+    w.exit(pid, ExitStatus::Exited(1));
+    w.advance(secs(1.0));
+    assert_eq!(w.spawns.len(), 2, "a failure is restarted");
+    w.exit(w.pid_of("job").unwrap(), ExitStatus::Exited(0));
+    assert_eq!(w.sup.state("job"), Some(&State::Halted), "a success is not");
+    w.run(|s, now, out| s.restart(&name("job"), now, out).unwrap());
+    w.exit(w.pid_of("job").unwrap(), ExitStatus::Exited(78));
+    assert_eq!(w.sup.state("job"), Some(&State::Halted), "78 asks not to be restarted");
+}
+
+#[test]
+fn gives_up_then_cools_down_or_restarts_by_hand() {
+    let mut w = World::new();
+    let job = name("job");
+    w.run(|s, now, out| {
+        s.configure(
+            &job,
+            Some(spec(r#"{"args": ["x"], "give_up": {"failures": 3, "within": 60, "cooldown": 30}}"#)),
+            now,
+            out,
+        )
+    });
+    for _ in 0..3 {
+        let pid = w.pid_of("job").unwrap();
+        w.exit(pid, ExitStatus::Exited(1));
+        while w.pid_of("job").is_none() && !matches!(w.sup.state("job"), Some(State::Failed { .. })) {
+            w.advance(secs(0.5));
+        }
+    }
+    let failed_at = w.now;
+    assert_eq!(w.sup.state("job"), Some(&State::Failed { retry_at: Some(failed_at + secs(30.0)) }));
+    let spawns = w.spawns.len();
+    w.advance(secs(29.0));
+    assert_eq!(w.spawns.len(), spawns);
+    w.advance(secs(1.0));
+    assert_eq!(w.spawns.len(), spawns + 1, "tried again after the cool-down");
+    // Give up again, then a manual restart brings it back at once.
+    for _ in 0..3 {
+        let pid = w.pid_of("job").unwrap();
+        w.exit(pid, ExitStatus::Exited(1));
+        while w.pid_of("job").is_none() && !matches!(w.sup.state("job"), Some(State::Failed { .. })) {
+            w.advance(secs(0.5));
+        }
+    }
+    assert!(matches!(w.sup.state("job"), Some(State::Failed { .. })));
+    w.run(|s, now, out| s.restart(&job, now, out).unwrap());
+    assert!(matches!(w.sup.state("job"), Some(State::Running { .. })));
+}
+
+#[test]
+fn after_waits_for_readiness_and_shutdown_goes_in_reverse() {
+    let mut w = World::new();
+    let (db, web) = (name("db"), name("web"));
+    w.run(|s, now, out| s.configure(&web, Some(spec(r#"{"args": ["w"], "after": ["db"]}"#)), now, out));
+    assert!(w.pid_of("web").is_none());
+    assert_eq!(w.sup.view("web").unwrap().waiting_for, ["db"]);
+    assert_eq!(w.sup.next_deadline(), None, "waiting for a program is not a timer");
+    w.run(|s, now, out| s.configure(&db, Some(spec(r#"{"args": ["d"], "readiness": {"fd": 3}}"#)), now, out));
+    let db_pid = w.pid_of("db").unwrap();
+    assert!(w.pid_of("web").is_none(), "db runs but is not ready");
+    w.run(|s, now, out| s.notified_ready(&db, db_pid, now, out));
+    let web_pid = w.pid_of("web").expect("web starts once db is ready");
+    w.run(|s, now, out| s.shutdown(now, out));
+    assert_eq!(w.signals, [(web_pid, SIGTERM)], "web stops first");
+    w.die(web_pid);
+    assert_eq!(w.signals, [(web_pid, SIGTERM), (db_pid, SIGTERM)], "then db");
+}
+
+#[test]
+fn cycles_and_unknown_names_block_only_the_programs_concerned() {
+    let mut w = World::new();
+    w.run(|s, now, out| s.configure(&name("a"), Some(spec(r#"{"args": ["x"], "after": ["b"]}"#)), now, out));
+    w.run(|s, now, out| s.configure(&name("b"), Some(spec(r#"{"args": ["x"], "after": ["a"]}"#)), now, out));
+    w.run(|s, now, out| s.configure(&name("c"), Some(spec(r#"{"args": ["x"], "after": ["zzz"]}"#)), now, out));
+    w.run(|s, now, out| s.configure(&name("d"), Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    assert!(w.sup.view("a").unwrap().blocked.unwrap().contains("cycle"));
+    assert!(w.sup.view("c").unwrap().blocked.unwrap().contains("zzz"));
+    assert!(w.pid_of("d").is_some());
+    assert!(w.pid_of("a").is_none() && w.pid_of("b").is_none() && w.pid_of("c").is_none());
+    // Fixing the cycle lets them start.
+    w.run(|s, now, out| s.configure(&name("b"), Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    assert!(w.pid_of("a").is_some() && w.pid_of("b").is_some());
+}
+
+#[test]
+fn a_stale_heartbeat_restarts_once_per_staleness() {
+    let mut w = World::new();
+    let hb = name("hb");
+    w.run(|s, now, out| {
+        s.configure(
+            &hb,
+            Some(spec(r#"{"args": ["x"], "ncolony.beatcheck": {"period": 2, "grace": 3, "status": "/x"}}"#)),
+            now,
+            out,
+        )
+    });
+    // Never beats: restarted after period × grace = 6 s, then every 6 s (+ the stop).
+    let mut starts = Vec::new();
+    for _ in 0..40 {
+        w.advance(secs(0.5));
+        if let Some(pid) = w.pid_of("hb") {
+            if w.signals.last().is_some_and(|(p, _)| *p == pid) {
+                w.die(pid); // it honours SIGTERM
+            }
+        }
+        starts = w.spawns.iter().map(|(_, t)| (*t - w.t0).as_secs_f64()).collect::<Vec<_>>();
+    }
+    assert_eq!(starts, [0.0, 6.0, 12.0, 18.0]);
+    assert_eq!(w.sup.view("hb").unwrap().health, Some("lost"));
+    // A beat clears it.
+    let now = w.now;
+    let mut out = Vec::new();
+    w.sup.heartbeat(&hb, Some(now), now, &mut out);
+    assert_eq!(w.sup.view("hb").unwrap().health, None);
+}
+
+#[test]
+fn failing_liveness_restarts_and_results_of_old_instances_are_ignored() {
+    let mut w = World::new();
+    let web = name("web");
+    w.run(|s, now, out| {
+        s.configure(
+            &web,
+            Some(spec(r#"{"args": ["x"], "liveness": {"tcp": "127.0.0.1:1", "period": 1, "failure_threshold": 2}}"#)),
+            now,
+            out,
+        )
+    });
+    let pid = w.pid_of("web").unwrap();
+    let due = w.sup.probes_due(w.now);
+    assert_eq!(due.len(), 1);
+    assert!(w.sup.probes_due(w.now).is_empty(), "one try at a time");
+    w.run(|s, now, out| s.probe_result(&web, pid, CheckKind::Liveness, false, now, out));
+    w.advance(secs(1.0));
+    assert_eq!(std::mem::take(&mut w.probes).len(), 1);
+    w.run(|s, now, out| s.probe_result(&web, pid + 1000, CheckKind::Liveness, false, now, out));
+    assert!(w.signals.is_empty(), "a result for another pid is ignored");
+    w.run(|s, now, out| s.probe_result(&web, pid, CheckKind::Liveness, false, now, out));
+    assert_eq!(w.signals, [(pid, SIGTERM)]);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Configure(usize, Option<usize>),
@@ -291,29 +459,37 @@ enum Op {
     Signal(usize),
     RestartAll,
     Die(usize),
+    ExitOk(usize),
+    Ready(usize),
     Advance(u64),
     FailSpawns(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..4usize, prop::option::of(0..4usize)).prop_map(|(n, s)| Op::Configure(n, s)),
+        (0..4usize, prop::option::of(0..8usize)).prop_map(|(n, s)| Op::Configure(n, s)),
         (0..4usize).prop_map(Op::Restart),
         (0..4usize).prop_map(Op::Hold),
         (0..4usize).prop_map(Op::Release),
         (0..4usize).prop_map(Op::Signal),
         Just(Op::RestartAll),
         (0..4usize).prop_map(Op::Die),
+        (0..4usize).prop_map(Op::ExitOk),
+        (0..4usize).prop_map(Op::Ready),
         (0..3000u64).prop_map(Op::Advance),
         any::<bool>().prop_map(Op::FailSpawns),
     ]
 }
 
-const SPECS: [&str; 4] = [
+const SPECS: [&str; 8] = [
     r#"{"args": ["a"]}"#,
     r#"{"args": ["b"], "killtime": 0.5}"#,
     r#"{"args": ["c"], "stop_signal": "INT", "group": ["g"]}"#,
     r#"{"args": ["d"], "disabled": true}"#,
+    r#"{"args": ["e"], "after": ["p1"], "readiness": {"fd": 3}}"#,
+    r#"{"args": ["f"], "after": ["p2", "p0"], "restart": "on-failure", "give_up": {"failures": 2, "within": 5, "cooldown": 3}}"#,
+    r#"{"args": ["g"], "after": ["nope"]}"#,
+    r#"{"args": ["h"], "restart": "never", "ncolony.beatcheck": {"period": 1, "grace": 2, "status": "/x"}}"#,
 ];
 
 proptest! {
@@ -337,6 +513,10 @@ proptest! {
                 Op::Signal(n) => w.run(|sup, _, out| { let _ = sup.signal(&names[n], 1, out); }),
                 Op::RestartAll => w.run(|sup, now, out| sup.restart_all(now, out)),
                 Op::Die(n) => if let Some(pid) = w.pid_of(names[n].as_str()) { w.die(pid) },
+                Op::ExitOk(n) => if let Some(pid) = w.pid_of(names[n].as_str()) { w.exit(pid, ExitStatus::Exited(0)) },
+                Op::Ready(n) => if let Some(pid) = w.pid_of(names[n].as_str()) {
+                    w.run(|sup, now, out| sup.notified_ready(&names[n], pid, now, out));
+                },
                 Op::Advance(ms) => w.advance(Duration::from_millis(ms)),
                 Op::FailSpawns(f) => w.fail_spawns = f,
             }
@@ -357,7 +537,8 @@ proptest! {
         while !w.sup.is_done() {
             w.advance(secs(0.5));
             steps += 1;
-            prop_assert!(steps <= 11, "shutdown did not complete within the kill time");
+            // Reverse order: each level of `after` may take a kill time.
+            prop_assert!(steps <= 60, "shutdown did not complete");
         }
         prop_assert!(w.live.is_empty());
         let spawns = w.spawns.len();
