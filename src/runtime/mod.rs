@@ -7,6 +7,7 @@
 
 mod logfile;
 mod output;
+mod probes;
 mod sdnotify;
 mod signals;
 mod spawn;
@@ -14,7 +15,7 @@ mod status;
 mod watch;
 
 use crate::core::diff::{diff, Change};
-use crate::core::supervisor::{Effect, ExitStatus, Pid, Supervisor};
+use crate::core::supervisor::{beat_rule, CheckKind, Effect, ExitStatus, Pid, ProbeRequest, Supervisor};
 use crate::settings::Settings;
 use colony_ctl::{scan_config_dir, write_atomic, Message, ProgramName, ProgramSpec};
 use mio::unix::SourceFd;
@@ -60,6 +61,12 @@ struct Runtime {
     spawned_since_trim: u32,
     status: status::StatusWriter,
     metrics: Option<status::Metrics>,
+    /// Probes in flight.
+    probes: probes::Probes,
+    /// Readiness notification pipes: program, instance, read end.
+    ready_pipes: HashMap<Token, (ProgramName, Pid, std::fs::File)>,
+    /// Pairs the loop's instants with Unix time (heartbeat mtimes).
+    clock: status::Clock,
     /// The service manager, when run as a `Type=notify` unit.
     notifier: Option<sdnotify::Notifier>,
     /// Programs' own log files, by program.
@@ -144,6 +151,9 @@ pub fn run(settings: Settings) -> i32 {
         status,
         metrics,
         log_files: HashMap::new(),
+        probes: probes::Probes::default(),
+        ready_pipes: HashMap::new(),
+        clock,
         notifier,
         changed: false,
     };
@@ -207,7 +217,10 @@ impl Runtime {
                 marks |= watch::CONFIG | watch::MESSAGES;
                 next_rescan = now + self.settings.frequency;
             }
-            let busy = reap || marks != 0 || self.sup.next_deadline().is_some_and(|d| d <= now);
+            let busy = reap
+                || marks != 0
+                || self.sup.next_deadline().is_some_and(|d| d <= now)
+                || self.probes.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
             self.flush_output();
             if first {
@@ -234,7 +247,10 @@ impl Runtime {
                 return self.sup.exit_code().unwrap_or(0);
             }
             let metrics_due = self.metrics.as_ref().and_then(|m| m.due);
-            let deadline = [self.sup.next_deadline(), Some(next_rescan), metrics_due].into_iter().flatten().min();
+            let deadline = [self.sup.next_deadline(), Some(next_rescan), metrics_due, self.probes.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = if self.again.is_empty() {
                 deadline.map(|d| d.saturating_duration_since(Instant::now()))
             } else {
@@ -264,6 +280,16 @@ impl Runtime {
                         }
                     }
                     WAKER => marks |= dirty.take(),
+                    token if self.probes.owns(token) => {
+                        if let Some((req, ok)) = self.probes.ready(token, self.poll.registry()) {
+                            let mut effects = Vec::new();
+                            let now = Instant::now();
+                            self.probe_done(req, ok, now, &mut effects);
+                            self.apply(effects, now);
+                            self.changed = true;
+                        }
+                    }
+                    token if self.ready_pipes.contains_key(&token) => self.read_ready_pipe(token),
                     token => self.read_stream(token),
                 }
             }
@@ -287,6 +313,85 @@ impl Runtime {
         }
         self.sup.tick(now, &mut effects);
         self.apply(effects, now);
+        self.run_checks(now);
+    }
+
+    /// Heartbeat looks, probe starts and probe timeouts that are due.
+    fn run_checks(&mut self, now: Instant) {
+        let mut effects = Vec::new();
+        for name in self.sup.beats_due(now) {
+            let last =
+                self.heartbeat_path(&name).and_then(|p| std::fs::metadata(p).ok()).and_then(|m| m.modified().ok());
+            let last = last.map(|t| self.clock.instant(t));
+            self.sup.heartbeat(&name, last, now, &mut effects);
+        }
+        for (req, ok) in self.probes.expire(now, self.poll.registry()) {
+            self.probe_done(req, ok, now, &mut effects);
+        }
+        for req in self.sup.probes_due(now) {
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let env = self.probe_env(&req);
+            let nofile = self.child_nofile;
+            let started =
+                self.probes.start(req, token, self.poll.registry(), now, |argv| spawn::spawn_probe(argv, env, nofile));
+            if let Some((req, ok)) = started {
+                self.probe_done(req, ok, now, &mut effects);
+            }
+        }
+        self.apply(effects, now);
+    }
+
+    fn probe_done(&mut self, req: ProbeRequest, ok: bool, now: Instant, effects: &mut Vec<Effect>) {
+        let kind = match req.kind {
+            CheckKind::Liveness => "liveness",
+            CheckKind::Readiness => "readiness",
+        };
+        log::debug!("{}: {kind} check {}", req.name, if ok { "passed" } else { "failed" });
+        self.sup.probe_result(&req.name, req.pid, req.kind, ok, now, effects);
+    }
+
+    /// The environment of a command probe: the program's own.
+    fn probe_env(&self, req: &ProbeRequest) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        match self.sup.view(req.name.as_str()) {
+            Some(v) => spawn::environment(&req.name, v.spec, v.spec.as_bytes(), &self.extra_env(&req.name, v.spec)),
+            None => Vec::new(),
+        }
+    }
+
+    /// Where `name` beats: `heartbeat.file`, colony's heartbeat directory,
+    /// or the ncolony.beatcheck status file (a directory holds NAME).
+    fn heartbeat_path(&self, name: &ProgramName) -> Option<PathBuf> {
+        let spec = self.sup.view(name.as_str())?.spec;
+        if let Some(h) = &spec.policies().heartbeat {
+            return Some(match &h.file {
+                Some(f) => PathBuf::from(f),
+                None => self.settings.status_dir.join("heartbeat").join(name.as_str()),
+            });
+        }
+        let status = PathBuf::from(&spec.beatcheck()?.status);
+        Some(if status.is_dir() { status.join(name.as_str()) } else { status })
+    }
+
+    /// What colony adds to a program's environment: where to beat.
+    fn extra_env(&self, name: &ProgramName, spec: &ProgramSpec) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+        if beat_rule(spec).is_none() {
+            return Vec::new();
+        }
+        let path = if let Some(h) = &spec.policies().heartbeat {
+            h.file
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| self.settings.status_dir.join("heartbeat").join(name.as_str()))
+        } else {
+            let status = PathBuf::from(spec.beatcheck().map(|b| b.status.clone()).unwrap_or_default());
+            if status.is_dir() {
+                status.join(name.as_str())
+            } else {
+                status
+            }
+        };
+        vec![("COLONY_HEARTBEAT_FILE".into(), path.into_os_string())]
     }
 
     /// Status files for what changed, and metrics when due.
@@ -320,6 +425,9 @@ impl Runtime {
     }
 
     fn child_exited(&mut self, pid: Pid, status: ExitStatus, now: Instant, effects: &mut Vec<Effect>) {
+        if let Some((req, ok)) = self.probes.reaped(pid, status.code()) {
+            return self.probe_done(req, ok, now, effects);
+        }
         // Forward what the child wrote last before saying it exited.
         let tokens: Vec<Token> = self.streams.keys().copied().collect();
         match self.sup.exited(pid, status, now, effects) {
@@ -548,7 +656,8 @@ impl Runtime {
     /// Starts a program; on failure returns the exit code a shell would
     /// give (127 not found, 126 cannot execute).
     fn spawn(&mut self, name: &ProgramName, spec: &ProgramSpec) -> Result<Pid, i32> {
-        match spawn::spawn(name, spec, spec.as_bytes(), self.child_nofile) {
+        let extras = spawn::Extras { env: self.extra_env(name, spec), nofile: self.child_nofile };
+        match spawn::spawn(name, spec, spec.as_bytes(), &extras) {
             Err(e) => {
                 log::error!("{name}: {e}");
                 Err(if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
@@ -556,6 +665,9 @@ impl Runtime {
             Ok(child) => {
                 self.spawned_since_trim += 1;
                 log::info!("{name}: started, pid {}", child.pid);
+                if let Some(pipe) = child.ready {
+                    self.add_ready_pipe(name, child.pid, pipe);
+                }
                 let file = self.log_file(name, spec);
                 for (kind, pipe) in [(Kind::Stdout, child.stdout), (Kind::Stderr, child.stderr)] {
                     self.add_stream(name, kind, pipe, file.clone());
@@ -614,6 +726,56 @@ impl Runtime {
             return log::error!("{name}: cannot watch its output: {e}");
         }
         self.streams.insert(token, stream);
+    }
+
+    fn add_ready_pipe(&mut self, name: &ProgramName, pid: Pid, pipe: std::fs::File) {
+        use std::os::fd::AsRawFd;
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let fd = pipe.as_raw_fd();
+        // SAFETY: fcntl on an fd we own.
+        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
+        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, Interest::READABLE) {
+            return log::error!("{name}: cannot watch its readiness fd: {e}");
+        }
+        self.ready_pipes.insert(token, (name.clone(), pid, pipe));
+    }
+
+    /// The child wrote to its notification fd: a newline means ready; the
+    /// pipe is closed after that, or at end of file.
+    fn read_ready_pipe(&mut self, token: Token) {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let Some((name, pid, pipe)) = self.ready_pipes.get_mut(&token) else { return };
+        let mut buf = [0u8; 256];
+        let mut done = false;
+        let mut ready = false;
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break done = true,
+                Ok(n) if buf[..n].contains(&b'\n') => {
+                    ready = true;
+                    break done = true;
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => break done = true,
+            }
+        }
+        let (name, pid) = (name.clone(), *pid);
+        if ready {
+            let now = Instant::now();
+            let mut effects = Vec::new();
+            self.sup.notified_ready(&name, pid, now, &mut effects);
+            self.apply(effects, now);
+            self.changed = true;
+        }
+        if done {
+            if let Some((_, _, pipe)) = self.ready_pipes.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut SourceFd(&pipe.as_raw_fd()));
+            }
+        }
     }
 
     fn read_stream(&mut self, token: Token) {

@@ -22,6 +22,16 @@ pub struct Child {
     pub stdout: File,
     /// Read end of its stderr.
     pub stderr: File,
+    /// Read end of its readiness notification pipe (`readiness: {"fd": N}`).
+    pub ready: Option<File>,
+}
+
+/// What colony adds to a start beyond the spec.
+pub struct Extras {
+    /// Further environment entries (after the spec's, before NCOLONY_*).
+    pub env: Vec<(OsString, OsString)>,
+    /// The open-files limit the child gets back.
+    pub nofile: Option<libc::rlimit>,
 }
 
 /// Looks `program` up on the supervisor's `PATH` when it has no `/`.
@@ -44,7 +54,12 @@ pub fn resolve(program: &str, path_var: Option<&OsStr>) -> Result<PathBuf, Strin
 /// The child's whole environment: `env`, then `env_inherit` (unset → ""),
 /// then `NCOLONY_CONFIG`/`COLONY_CONFIG` (the raw file) and
 /// `NCOLONY_NAME`/`COLONY_NAME`; later entries win.
-pub fn environment(name: &ProgramName, spec: &ProgramSpec, raw: &[u8]) -> Vec<(OsString, OsString)> {
+pub fn environment(
+    name: &ProgramName,
+    spec: &ProgramSpec,
+    raw: &[u8],
+    extra: &[(OsString, OsString)],
+) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = Vec::with_capacity(spec.env().len() + spec.env_inherit().len() + 4);
     let mut set = |k: OsString, v: OsString| {
         if let Some(slot) = env.iter_mut().find(|(key, _)| *key == k) {
@@ -58,6 +73,9 @@ pub fn environment(name: &ProgramName, spec: &ProgramSpec, raw: &[u8]) -> Vec<(O
     }
     for var in spec.env_inherit() {
         set(var.into(), std::env::var_os(var).unwrap_or_default());
+    }
+    for (k, v) in extra {
+        set(k.clone(), v.clone());
     }
     let raw = OsStr::from_bytes(raw).to_os_string();
     set("NCOLONY_CONFIG".into(), raw.clone());
@@ -114,13 +132,9 @@ fn reset_signals() {
 }
 
 /// Starts `spec` as `name`. `raw` is the config file's bytes;
-/// `child_nofile` the open-files limit the child gets back.
-pub fn spawn(
-    name: &ProgramName,
-    spec: &ProgramSpec,
-    raw: &[u8],
-    child_nofile: Option<libc::rlimit>,
-) -> io::Result<Child> {
+/// `extras` what colony adds.
+pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras) -> io::Result<Child> {
+    let child_nofile = extras.nofile;
     let args = spec.args();
     let exe = resolve(&args[0], std::env::var_os("PATH").as_deref())
         .map_err(|msg| io::Error::new(io::ErrorKind::NotFound, msg))?;
@@ -128,7 +142,7 @@ pub fn spawn(
     cmd.arg0(&args[0])
         .args(&args[1..])
         .env_clear()
-        .envs(environment(name, spec, raw))
+        .envs(environment(name, spec, raw, &extras.env))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -136,6 +150,15 @@ pub fn spawn(
     if let Some(dir) = spec.cwd() {
         cmd.current_dir(Path::new(dir));
     }
+    // The readiness pipe: the child writes a newline to fd N.
+    let notify = match spec.policies().readiness {
+        Some(colony_ctl::Readiness::Fd(n)) => {
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+            Some((n, r, w))
+        }
+        _ => None,
+    };
+    let notify_fds = notify.as_ref().map(|(n, _, w)| (*n, std::os::fd::AsRawFd::as_raw_fd(w)));
     let id = identity(spec);
     let switch_ids = id.uid.is_some() || id.gid.is_some();
     // SAFETY: the closure runs in the forked child before exec and only
@@ -145,6 +168,13 @@ pub fn spawn(
             reset_signals();
             if let Some(lim) = child_nofile {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            if let Some((target, w)) = notify_fds {
+                if w == target {
+                    libc::fcntl(w, libc::F_SETFD, 0);
+                } else if libc::dup2(w, target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             if switch_ids {
                 if libc::setgroups(id.groups.len(), id.groups.as_ptr()) != 0 {
@@ -170,12 +200,42 @@ pub fn spawn(
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(io::Error::other("child pipes missing"));
     };
-    // The `Child` handle is dropped without waiting: the loop reaps.
+    // The `Child` handle is dropped without waiting: the loop reaps. Our
+    // copy of the write end closes here, so EOF means the child closed it.
+    let ready = notify.map(|(_, r, _w)| File::from(r));
     Ok(Child {
         pid,
         stdout: File::from(std::os::fd::OwnedFd::from(out)),
         stderr: File::from(std::os::fd::OwnedFd::from(err)),
+        ready,
     })
+}
+
+/// Starts a command probe: its own process group, the program's
+/// environment, no input or output. The loop reaps it.
+pub fn spawn_probe(argv: &[String], env: Vec<(OsString, OsString)>, nofile: Option<libc::rlimit>) -> io::Result<i32> {
+    let exe = resolve(&argv[0], std::env::var_os("PATH").as_deref())
+        .map_err(|msg| io::Error::new(io::ErrorKind::NotFound, msg))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg0(&argv[0])
+        .args(&argv[1..])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    // SAFETY: async-signal-safe calls only, after fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            reset_signals();
+            if let Some(lim) = nofile {
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            Ok(())
+        });
+    }
+    Ok(cmd.spawn()?.id() as i32)
 }
 
 #[cfg(test)]
@@ -189,7 +249,7 @@ mod tests {
         )
         .unwrap();
         let name = ProgramName::new("web").unwrap();
-        let env = environment(&name, &spec, b"RAW");
+        let env = environment(&name, &spec, b"RAW", &[]);
         let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.to_str().unwrap().to_string());
         assert_eq!(get("A").as_deref(), Some("1"));
         assert_eq!(get("COLONY_TEST_SURELY_UNSET").as_deref(), Some(""));

@@ -26,6 +26,17 @@ impl Clock {
         Clock { base: Instant::now(), unix }
     }
 
+    /// A wall-clock time as a loop instant (for file times).
+    pub fn instant(&self, t: SystemTime) -> Instant {
+        let unix = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let delta = unix - self.unix;
+        if delta >= 0.0 {
+            self.base + Duration::from_secs_f64(delta.min(1e9))
+        } else {
+            self.base.checked_sub(Duration::from_secs_f64((-delta).min(1e9))).unwrap_or(self.base)
+        }
+    }
+
     /// `t` as Unix time.
     pub fn unix(&self, t: Instant) -> f64 {
         if t >= self.base {
@@ -62,8 +73,13 @@ fn key(v: &View<'_>) -> Key {
         State::Halted => (StateName::Stopped, None, None, None),
         State::Failed { retry_at } => (StateName::Failed, None, None, retry_at),
     };
-    // A program waiting for others to be ready is starting, not in backoff.
-    let state = if state == StateName::Backoff && !v.waiting_for.is_empty() { StateName::Starting } else { state };
+    // A program waiting for others to be ready is starting, not in backoff;
+    // one whose `after` can never be satisfied is stopped.
+    let (state, next_start) = match state {
+        StateName::Backoff if v.blocked.is_some() => (StateName::Stopped, None),
+        StateName::Backoff if !v.waiting_for.is_empty() => (StateName::Starting, None),
+        _ => (state, next_start),
+    };
     Key {
         state,
         pid,
@@ -94,7 +110,7 @@ impl StatusWriter {
     /// Prepares `dir` (created if missing) and removes what an earlier run
     /// left there.
     pub fn new(dir: PathBuf, clock: Clock, config: &Path, messages: &Path) -> Result<StatusWriter, String> {
-        std::fs::create_dir_all(&dir)
+        std::fs::create_dir_all(dir.join("heartbeat"))
             .map_err(|e| format!("cannot create the status directory {}: {e}", dir.display()))?;
         // Remove what an earlier run wrote, and only that.
         if let Ok(entries) = std::fs::read_dir(&dir) {

@@ -53,6 +53,18 @@ fn note(p: &ProgramStatus, now: f64) -> String {
     if p.disabled {
         notes.push("disabled".into());
     }
+    if p.state == StateName::Running && !p.ready {
+        notes.push("not ready".into());
+    }
+    if let Some(h) = &p.health {
+        notes.push(format!("heartbeat {h}"));
+    }
+    if !p.waiting_for.is_empty() {
+        notes.push(format!("waiting for {}", p.waiting_for.join(", ")));
+    }
+    if let Some(b) = &p.blocked {
+        notes.push(format!("cannot start: {b}"));
+    }
     notes.join(", ")
 }
 
@@ -143,7 +155,8 @@ pub(crate) fn restart_and_wait(places: &Places, dir: &Path, name: &ProgramName, 
     loop {
         let status = read_program_status(dir, name.as_str());
         if let Some(s) = &status {
-            if s.instance > before && s.state == StateName::Running {
+            // A program with a readiness check counts once it is ready.
+            if s.instance > before && s.state == StateName::Running && s.ready {
                 return Ok(());
             }
             if s.instance > before && s.state == StateName::Failed {
