@@ -22,6 +22,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Validate config files as the supervisor would read them.
     Check(CheckArgs),
+    /// Run a command periodically (a job hosted under the supervisor).
+    Scheduler(Box<crate::jobs::scheduler::SchedulerArgs>),
     /// Control the supervisor by writing files (same as colony-ctl).
     #[command(disable_help_flag = true)]
     Ctl {
@@ -48,6 +50,7 @@ pub fn main(argv: Vec<OsString>) -> i32 {
             }
         },
         Command::Check(args) => crate::check::run(&args),
+        Command::Scheduler(args) => crate::jobs::scheduler::run(&args),
         Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
     }
 }

@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cli;
 pub mod core;
+pub mod jobs;
 pub mod logging;
 mod runtime;
 pub mod settings;
