@@ -30,7 +30,7 @@ pub enum Effect {
     Signal { name: ProgramName, pgid: Pid, signal: i32 },
     /// Send `signal` to the main process `pid` only (SIGNAL message).
     SignalProcess { name: ProgramName, pid: Pid, signal: i32 },
-    /// The leader of a stopped program was reaped: SIGKILL whatever is left
+    /// The main process of a program was reaped: SIGKILL whatever is left
     /// in its process group.
     KillLeftovers { name: ProgramName, pgid: Pid },
     /// The program will start again after `delay` (for the log).
@@ -560,9 +560,9 @@ impl Supervisor {
         p.health.stopped();
         let _ = policy;
         let lived = now.saturating_duration_since(since);
-        if requested {
-            out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
-        }
+        // Whatever the main process left in its group goes with it: never
+        // two instances at once.
+        out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
         match then {
             None => self.ended_on_its_own(&name, status, lived, now, out),
             Some(AfterStop::Start) => {

@@ -86,6 +86,7 @@ pub fn run(settings: Settings) -> i32 {
         Err(e) => return startup_error(format!("cannot set up signal handling: {e}")),
     };
     signals::become_subreaper();
+    close_inherited_fds();
     let child_nofile = raise_nofile();
     let mut settings = settings;
     for (role, dir) in [("config", &mut settings.config), ("messages", &mut settings.messages)] {
@@ -174,6 +175,24 @@ fn watch_error(e: notify::Error) -> String {
             "cannot watch the directories: too many inotify instances (raise fs.inotify.max_user_instances)".into()
         }
         _ => format!("cannot watch the directories: {e}"),
+    }
+}
+
+/// Marks every descriptor colony inherited (beyond stdin, stdout and
+/// stderr) close-on-exec, so that programs get only their own three. All of
+/// colony's own descriptors are opened close-on-exec.
+fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else { return };
+    let fds: Vec<i32> =
+        dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter(|fd| *fd > 2).collect();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number; a closed one just fails.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
     }
 }
 
@@ -804,6 +823,19 @@ impl Runtime {
             self.read_stream(t);
         }
         self.flush_output();
+        // Orphans that escaped their program's process group (setsid) and
+        // came back to colony as subreaper: they do not outlive it.
+        let orphans = signals::own_children();
+        if !orphans.is_empty() {
+            log::warn!("killing {} leftover process(es) adopted by colony: {orphans:?}", orphans.len());
+            for pid in &orphans {
+                // SAFETY: kill(2) on our own unreaped children.
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
+            for pid in orphans {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            }
+        }
         for (pid, status) in signals::reap_all() {
             log::debug!("reaped orphan {pid} ({})", describe(status));
         }

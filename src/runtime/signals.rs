@@ -97,3 +97,22 @@ pub fn name(signal: i32) -> String {
         Err(_) => format!("signal {signal}"),
     }
 }
+
+/// The pids of colony's live children (from /proc), for the last sweep at
+/// exit. Zombies are left to `reap_all`.
+pub fn own_children() -> Vec<Pid> {
+    let me = std::process::id().to_string();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                // After the command, which may contain spaces: state ppid …
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let mut fields = rest.split_whitespace();
+                let state = fields.next().unwrap_or("");
+                fields.next() == Some(me.as_str()) && state != "Z"
+            })
+        })
+        .collect()
+}
