@@ -39,6 +39,11 @@ pub struct RunArgs {
     /// not a terminal).
     #[arg(long, env = "COLONY_LOG_TIMESTAMPS", value_enum, default_value = "auto")]
     pub log_timestamps: crate::logging::Timestamps,
+    /// Accept config files and a config directory that someone other than
+    /// root (or the program's own user) could have written. By default, when
+    /// colony runs as root, such files are refused, like sshd's StrictModes.
+    #[arg(long, env = "COLONY_NO_STRICT_MODES")]
+    pub no_strict_modes: bool,
     /// A program that lived less than this many seconds died "instantly".
     #[arg(short = 't', long, env = "COLONY_THRESHOLD", value_name = "S", default_value = "1")]
     pub threshold: String,
@@ -70,6 +75,8 @@ pub struct Settings {
     pub metrics: Option<PathBuf>,
     /// How log lines look.
     pub log_style: crate::logging::Style,
+    /// Refuse files others could have written (when running as root).
+    pub strict_modes: bool,
     /// Restart and stop timing.
     pub policy: Policy,
 }
@@ -109,6 +116,7 @@ impl RunArgs {
             status_dir: self.status.clone().unwrap_or_else(|| self.messages.join(colony_ctl::DEFAULT_STATUS_SUBDIR)),
             metrics: self.metrics.clone(),
             log_style: crate::logging::Style::new(self.log_format, self.log_timestamps),
+            strict_modes: !self.no_strict_modes,
             policy,
         })
     }

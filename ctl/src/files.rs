@@ -54,6 +54,9 @@ fn write(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> io::Result<()> {
 pub struct ConfigScan {
     /// Every program file, by name, with its raw bytes.
     pub files: BTreeMap<ProgramName, Vec<u8>>,
+    /// Owner uid and permission bits of each program file, from the same
+    /// open file as its bytes.
+    pub owners: BTreeMap<ProgramName, (u32, u32)>,
     /// Entries that are neither ignored nor readable program files, with
     /// the reason (a subdirectory, an unreadable file, a bad name).
     pub problems: Vec<(PathBuf, String)>,
@@ -81,8 +84,9 @@ pub fn scan_config_dir(dir: &Path) -> io::Result<ConfigScan> {
                 continue;
             }
         };
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match read_with_owner(&path) {
+            Ok((bytes, owner)) => {
+                scan.owners.insert(name.clone(), owner);
                 scan.files.insert(name, bytes);
             }
             // Removed between listing and reading: simply not there.
@@ -94,6 +98,20 @@ pub fn scan_config_dir(dir: &Path) -> io::Result<ConfigScan> {
         }
     }
     Ok(scan)
+}
+
+/// Reads a file and, from the same open file, its owner and mode bits.
+fn read_with_owner(path: &Path) -> io::Result<(Vec<u8>, (u32, u32))> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f = fs::File::open(path)?;
+    let meta = f.metadata()?;
+    if meta.is_dir() {
+        return Err(io::Error::from_raw_os_error(libc_eisdir()));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut bytes)?;
+    Ok((bytes, (meta.uid(), meta.mode() & 0o7777)))
 }
 
 const fn libc_eisdir() -> i32 {

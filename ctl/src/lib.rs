@@ -54,7 +54,7 @@ pub use policy::{
     parse_host_port, parse_http_url, GiveUp, Heartbeat, Policies, Probe, ProbeAction, Readiness, RestartPolicy,
 };
 pub use spec::{
-    parse_signal, signal_name, Beatcheck, LogFile, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS,
+    parse_signal, signal_name, Beatcheck, Limit, LogFile, ProgramSpec, SpecBuilder, SpecError, KNOWN_KEYS, SIGNALS,
 };
 pub use status::{
     read_program_status, read_status_dir, DaemonStatus, LastExit, ProgramStatus, StateName, StatusSnapshot,

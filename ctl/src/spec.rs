@@ -72,6 +72,29 @@ pub struct ProgramSpec {
     critical: bool,
     log: Option<LogFile>,
     policies: Policies,
+    umask: Option<u32>,
+    nice: Option<i32>,
+    limits: Vec<(Limit, Option<u64>)>,
+}
+
+/// A resource limit a program can be given (`limits` key), set as both
+/// the soft and the hard limit; `None` is "unlimited".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// `nofile`: open files.
+    Nofile,
+    /// `nproc`: processes of its user.
+    Nproc,
+    /// `core`: core file size, bytes.
+    Core,
+    /// `as`: address space, bytes.
+    As,
+}
+
+impl Limit {
+    /// Every limit with its key.
+    pub const ALL: [(&'static str, Limit); 4] =
+        [("nofile", Limit::Nofile), ("nproc", Limit::Nproc), ("core", Limit::Core), ("as", Limit::As)];
 }
 
 /// The `log` key: the program's output goes to its own file, rotated by
@@ -357,6 +380,54 @@ impl ProgramSpec {
         let critical = c.boolean("critical");
         let log = raw.get("log").and_then(|v| log_file(&mut c, v));
         let policies = crate::policy::parse(raw, &mut c.problems);
+        let umask = match raw.get("umask") {
+            None => None,
+            Some(Value::String(s)) if !s.is_empty() && s.len() <= 4 => match u32::from_str_radix(s, 8) {
+                Ok(m) if m <= 0o777 => Some(m),
+                _ => {
+                    c.bad("umask", &format!("expected an octal mode like \"022\", found {s:?}"));
+                    None
+                }
+            },
+            Some(v) => {
+                c.bad("umask", &format!("expected an octal mode as a string, like \"022\", found {}", show(v)));
+                None
+            }
+        };
+        let nice = match raw.get("nice") {
+            None => None,
+            Some(v) => match v.as_i64().filter(|n| (-20..=19).contains(n)) {
+                Some(n) => Some(n as i32),
+                None => {
+                    c.bad("nice", &format!("expected a whole number from -20 to 19, found {}", show(v)));
+                    None
+                }
+            },
+        };
+        let mut limits = Vec::new();
+        if let Some(v) = raw.get("limits") {
+            match v.as_object() {
+                None => c.bad("limits", &format!("expected an object like {{\"nofile\": 1024}}, found {}", kind(v))),
+                Some(obj) => {
+                    for (k, val) in obj {
+                        let Some(&(_, limit)) = Limit::ALL.iter().find(|(name, _)| name == k) else {
+                            c.bad(&format!("limits.{k}"), "unknown limit (known: nofile, nproc, core, as)");
+                            continue;
+                        };
+                        match val {
+                            Value::String(s) if s == "unlimited" => limits.push((limit, None)),
+                            v => match v.as_u64() {
+                                Some(n) => limits.push((limit, Some(n))),
+                                None => c.bad(
+                                    &format!("limits.{k}"),
+                                    &format!("expected a number or \"unlimited\", found {}", show(v)),
+                                ),
+                            },
+                        }
+                    }
+                }
+            }
+        }
         if !c.problems.is_empty() {
             return Err(SpecError { path: None, problems: c.problems });
         }
@@ -378,6 +449,9 @@ impl ProgramSpec {
             critical,
             log,
             policies,
+            umask,
+            nice,
+            limits,
         })
     }
 
@@ -477,6 +551,21 @@ impl ProgramSpec {
     /// The program's own log file, if configured.
     pub fn log(&self) -> Option<&LogFile> {
         self.log.as_ref()
+    }
+
+    /// The file-mode creation mask (`umask`, octal string).
+    pub fn umask(&self) -> Option<u32> {
+        self.umask
+    }
+
+    /// The scheduling priority (`nice`, -20 to 19).
+    pub fn nice(&self) -> Option<i32> {
+        self.nice
+    }
+
+    /// Resource limits (`limits`), each as soft and hard limit.
+    pub fn limits(&self) -> &[(Limit, Option<u64>)] {
+        &self.limits
     }
 
     /// The failure policy and health keys.

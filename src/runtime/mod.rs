@@ -12,6 +12,7 @@ mod sdnotify;
 mod signals;
 mod spawn;
 mod status;
+mod trust;
 mod watch;
 
 use crate::core::diff::{diff, Change};
@@ -482,12 +483,18 @@ impl Runtime {
                 return;
             }
         };
-        let problems: BTreeSet<(PathBuf, String)> = scan.problems.into_iter().collect();
+        let mut problems: BTreeSet<(PathBuf, String)> = scan.problems.into_iter().collect();
+        let strict = self.settings.strict_modes && nix::unistd::geteuid().is_root();
+        let dir_distrust = if strict { trust::directory(&self.settings.config) } else { None };
+        if let Some(why) = &dir_distrust {
+            problems.insert((self.settings.config.clone(), format!("every program file refused: {why}")));
+        }
         for (path, why) in problems.difference(&self.reported) {
             log::error!("{}: {why}; skipped", path.display());
         }
         self.reported = problems;
         let mut files = scan.files;
+        let owners = scan.owners;
         let digests: BTreeMap<ProgramName, u64> = files.iter().map(|(n, b)| (n.clone(), digest(b))).collect();
         let changes: Vec<(ProgramName, Option<Vec<u8>>)> = diff(&self.seen, &digests)
             .into_iter()
@@ -507,11 +514,25 @@ impl Runtime {
                 }
                 Some(bytes) => {
                     let path = self.settings.config.join(name.as_str());
-                    match ProgramSpec::parse(&bytes) {
+                    let parsed =
+                        ProgramSpec::parse(&bytes).map_err(|e| e.in_file(&path).to_string()).and_then(|spec| {
+                            if !strict {
+                                return Ok(spec);
+                            }
+                            if let Some(why) = &dir_distrust {
+                                return Err(format!("{}: refused: {why}", path.display()));
+                            }
+                            let owner = owners.get(&name).copied().unwrap_or((u32::MAX, 0o777));
+                            match trust::file(owner, spec.uid()) {
+                                Some(why) => Err(format!("{}: refused: {why}", path.display())),
+                                None => Ok(spec),
+                            }
+                        });
+                    match parsed {
                         Err(e) => {
                             let keep =
                                 if self.applied.contains_key(&name) { " (the running instance is kept)" } else { "" };
-                            log::error!("{}{keep}", e.in_file(path));
+                            log::error!("{e}{keep}");
                         }
                         Ok(_) if self.applied.get(&name) == Some(&digest(&bytes)) => {}
                         Ok(spec) => {

@@ -159,6 +159,22 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
         _ => None,
     };
     let notify_fds = notify.as_ref().map(|(n, _, w)| (*n, std::os::fd::AsRawFd::as_raw_fd(w)));
+    let umask = spec.umask();
+    let nice = spec.nice();
+    let limits: Vec<(libc::__rlimit_resource_t, libc::rlimit)> = spec
+        .limits()
+        .iter()
+        .map(|&(limit, value)| {
+            let resource = match limit {
+                colony_ctl::Limit::Nofile => libc::RLIMIT_NOFILE,
+                colony_ctl::Limit::Nproc => libc::RLIMIT_NPROC,
+                colony_ctl::Limit::Core => libc::RLIMIT_CORE,
+                colony_ctl::Limit::As => libc::RLIMIT_AS,
+            };
+            let v = value.unwrap_or(libc::RLIM_INFINITY);
+            (resource, libc::rlimit { rlim_cur: v, rlim_max: v })
+        })
+        .collect();
     let id = identity(spec);
     let switch_ids = id.uid.is_some() || id.gid.is_some();
     // SAFETY: the closure runs in the forked child before exec and only
@@ -168,6 +184,20 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
             reset_signals();
             if let Some(lim) = child_nofile {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+            if let Some(mask) = umask {
+                libc::umask(mask as libc::mode_t);
+            }
+            if let Some(n) = nice {
+                // The absolute priority, whatever colony's own is.
+                if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            for (resource, lim) in &limits {
+                if libc::setrlimit(*resource, lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
             }
             if let Some((target, w)) = notify_fds {
                 if w == target {
