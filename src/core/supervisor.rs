@@ -565,6 +565,7 @@ impl Supervisor {
         out.push(Effect::KillLeftovers { name: name.clone(), pgid: pid });
         match then {
             None => self.ended_on_its_own(&name, status, lived, now, out),
+            Some(AfterStop::Start) if self.shutting_down => p.state = State::Halted,
             Some(AfterStop::Start) => {
                 p.state = State::Waiting { at: now };
                 self.poke(&name, now, out);
@@ -660,6 +661,8 @@ impl Supervisor {
     pub fn shutdown(&mut self, now: Instant, out: &mut Vec<Effect>) {
         self.shutting_down = true;
         for p in self.programs.values_mut() {
+            // No more health checks: nothing is restarted now.
+            p.health.stopped();
             match p.state {
                 State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
                 State::Waiting { .. } | State::Starting | State::Failed { .. } => p.state = State::Halted,
@@ -706,6 +709,8 @@ impl Supervisor {
     /// Running → Stopping: the stop signal now, SIGKILL after the kill time.
     fn stop(&mut self, name: &ProgramName, then: AfterStop, now: Instant, out: &mut Vec<Effect>) {
         let policy = self.policy;
+        // Nothing starts again once shutdown has begun.
+        let then = if self.shutting_down && then == AfterStop::Start { AfterStop::Halt } else { then };
         let Some(p) = self.programs.get_mut(name) else { return };
         if let State::Running { pid, since } = p.state {
             let killtime = p.spec.killtime().map(Duration::from_secs_f64).unwrap_or(policy.killtime);

@@ -84,6 +84,9 @@ impl Supervisor {
     /// The heartbeat file of `name` was last touched at `last_beat` (`None`:
     /// missing). Restarts a stale program, once per staleness.
     pub fn heartbeat(&mut self, name: &ProgramName, last_beat: Option<Instant>, now: Instant, out: &mut Vec<Effect>) {
+        if self.shutting_down {
+            return;
+        }
         let Some(p) = self.programs.get_mut(name) else { return };
         let State::Running { since, .. } = p.state else { return };
         let Some(rule) = beat_rule(&p.spec) else { return };
@@ -156,6 +159,9 @@ impl Supervisor {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
+        if self.shutting_down {
+            return;
+        }
         let Some(p) = self.programs.get_mut(name) else { return };
         if !matches!(p.state, State::Running { pid: current, .. } if current == pid) {
             return;

@@ -493,7 +493,7 @@ const SPECS: [&str; 8] = [
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(1024))]
 
     /// At most one live pid per program, no spawn before reap, no signal to
     /// a reaped pid, deadlines never in the past, and shutdown always ends.
