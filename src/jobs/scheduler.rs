@@ -1,5 +1,7 @@
 //! `colony scheduler`: runs a command periodically (being written).
 
+pub mod calendar;
+
 use clap::Args;
 
 /// `colony scheduler` arguments.

@@ -8,6 +8,7 @@
 mod logfile;
 mod output;
 mod probes;
+mod recover;
 mod sdnotify;
 mod signals;
 mod spawn;
@@ -18,7 +19,7 @@ mod watch;
 use crate::core::diff::{diff, Change};
 use crate::core::supervisor::{beat_rule, CheckKind, Effect, ExitStatus, Pid, ProbeRequest, Supervisor};
 use crate::settings::Settings;
-use colony_ctl::{scan_config_dir, write_atomic, Message, ProgramName, ProgramSpec};
+use colony_ctl::{scan_config_dir, Message, ProgramName, ProgramSpec};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nix::sys::signal::Signal;
@@ -100,6 +101,11 @@ pub fn run(settings: Settings) -> i32 {
         match prepare_dir("pid", dir) {
             Ok(canon) => *dir = canon,
             Err(msg) => return startup_error(msg),
+        }
+        // Never two instances: what a killed colony left running goes first.
+        let n = recover::stop_leftovers(dir, settings.policy.killtime);
+        if n > 0 {
+            log::info!("stopped {n} program(s) left running by a previous colony");
         }
     }
     let poll = match Poll::new() {
@@ -466,7 +472,7 @@ impl Runtime {
                     log::warn!("{}: {how} after {}", exit.name, secs(exit.lived));
                 }
                 if let Some(dir) = &self.settings.pid_dir {
-                    let _ = std::fs::remove_file(dir.join(exit.name.as_str()));
+                    recover::forget(dir, exit.name.as_str());
                 }
             }
         }
@@ -713,7 +719,7 @@ impl Runtime {
                     self.add_stream(name, kind, pipe, file.clone());
                 }
                 if let Some(dir) = &self.settings.pid_dir {
-                    if let Err(e) = write_atomic(dir, name.as_str(), child.pid.to_string().as_bytes()) {
+                    if let Err(e) = recover::record(dir, name.as_str(), child.pid) {
                         log::error!("{name}: cannot write its PID file in {}: {e}", dir.display());
                     }
                 }
