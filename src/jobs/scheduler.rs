@@ -1,6 +1,7 @@
 //! `colony scheduler`: runs a command periodically (being written).
 
 pub mod calendar;
+pub mod spread;
 
 use clap::Args;
 

@@ -67,6 +67,13 @@ struct Runtime {
     probes: probes::Probes,
     /// Readiness notification pipes: program, instance, read end.
     ready_pipes: HashMap<Token, (ProgramName, Pid, std::fs::File)>,
+    /// The last read of a directory failed (e.g. out of descriptors): read
+    /// again within a second.
+    scan_failed: bool,
+    /// The directory watcher; `None` while inotify is unavailable (then
+    /// the directories are rescanned every second and it is retried).
+    watcher: Option<notify::RecommendedWatcher>,
+    waker: Arc<Waker>,
     /// Pairs the loop's instants with Unix time (heartbeat mtimes).
     clock: status::Clock,
     /// The service manager, when run as a `Type=notify` unit.
@@ -121,9 +128,12 @@ pub fn run(settings: Settings) -> i32 {
         return startup_error(format!("cannot watch signals: {e}"));
     }
     let dirty = watch::Dirty::default();
-    let _watcher = match watch::start(&settings.config, &settings.messages, dirty.clone(), waker) {
-        Ok(w) => w,
-        Err(e) => return startup_error(watch_error(e)),
+    let watcher = match watch::start(&settings.config, &settings.messages, dirty.clone(), waker.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            log::error!("{}; rescanning every second and retrying", watch_error(e));
+            None
+        }
     };
     let clock = status::Clock::now();
     let status =
@@ -161,6 +171,9 @@ pub fn run(settings: Settings) -> i32 {
         log_files: HashMap::new(),
         probes: probes::Probes::default(),
         ready_pipes: HashMap::new(),
+        scan_failed: false,
+        watcher,
+        waker,
         clock,
         notifier,
         changed: false,
@@ -241,7 +254,15 @@ impl Runtime {
             let now = Instant::now();
             if now >= next_rescan {
                 marks |= watch::CONFIG | watch::MESSAGES;
-                next_rescan = now + self.settings.frequency;
+                if self.watcher.is_none() {
+                    self.retry_watch(dirty);
+                }
+                let period = if self.watcher.is_none() || self.scan_failed {
+                    self.settings.frequency.min(Duration::from_secs(1))
+                } else {
+                    self.settings.frequency
+                };
+                next_rescan = now + period;
             }
             let busy = reap
                 || marks != 0
@@ -420,6 +441,17 @@ impl Runtime {
         vec![("COLONY_HEARTBEAT_FILE".into(), path.into_os_string())]
     }
 
+    /// Tries again to watch the directories after inotify failed.
+    fn retry_watch(&mut self, dirty: &watch::Dirty) {
+        match watch::start(&self.settings.config, &self.settings.messages, dirty.clone(), self.waker.clone()) {
+            Ok(w) => {
+                log::info!("watching the directories again");
+                self.watcher = Some(w);
+            }
+            Err(e) => log::debug!("still cannot watch the directories: {}", watch_error(e)),
+        }
+    }
+
     /// Status files for what changed, and metrics when due.
     fn publish(&mut self, now: Instant) {
         if self.status.sync(&self.sup, now) {
@@ -480,8 +512,12 @@ impl Runtime {
 
     fn rescan_config(&mut self, now: Instant, effects: &mut Vec<Effect>) {
         let scan = match scan_config_dir(&self.settings.config) {
-            Ok(s) => s,
+            Ok(s) => {
+                self.scan_failed = false;
+                s
+            }
             Err(e) => {
+                self.scan_failed = true;
                 let key = (self.settings.config.clone(), e.to_string());
                 if self.reported.insert(key) {
                     log::error!("cannot read the config directory {}: {e}", self.settings.config.display());
@@ -561,6 +597,7 @@ impl Runtime {
         let list = match colony_ctl::list_messages(&self.settings.messages) {
             Ok(l) => l,
             Err(e) => {
+                self.scan_failed = true;
                 log::error!("cannot read the messages directory {}: {e}", self.settings.messages.display());
                 return;
             }

@@ -42,7 +42,12 @@ fn relevant(paths: &[PathBuf]) -> bool {
 }
 
 /// Watches both directories; the watcher lives as long as the value.
-pub fn start(config: &Path, messages: &Path, dirty: Dirty, waker: Arc<mio::Waker>) -> notify::Result<impl Watcher> {
+pub fn start(
+    config: &Path,
+    messages: &Path,
+    dirty: Dirty,
+    waker: Arc<mio::Waker>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let (cfg, msg) = (config.to_path_buf(), messages.to_path_buf());
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let bits = match res {
