@@ -51,6 +51,9 @@ pub fn run(args: &CheckArgs) -> i32 {
             Err(e) => problems.push(format!("{}: cannot read the config directory: {e}", dir.display())),
             Ok(scan) => {
                 problems.extend(scan.problems.iter().map(|(p, why)| format!("{}: {why}", p.display())));
+                for d in &scan.subdirs {
+                    eprintln!("{}: note: a directory, not a program file; colony skips it", d.display());
+                }
                 for (name, bytes) in &scan.files {
                     check_one(&dir.join(name.as_str()), None, bytes, &mut problems);
                 }

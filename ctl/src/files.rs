@@ -58,8 +58,11 @@ pub struct ConfigScan {
     /// open file as its bytes.
     pub owners: BTreeMap<ProgramName, (u32, u32)>,
     /// Entries that are neither ignored nor readable program files, with
-    /// the reason (a subdirectory, an unreadable file, a bad name).
+    /// the reason (an unreadable file, a bad name).
     pub problems: Vec<(PathBuf, String)>,
+    /// Subdirectories: not programs, skipped (reported by the daemon once,
+    /// as a note by `colony check`).
+    pub subdirs: Vec<PathBuf>,
 }
 
 /// Reads every program file of a config directory. Dot-files and names
@@ -91,9 +94,7 @@ pub fn scan_config_dir(dir: &Path) -> io::Result<ConfigScan> {
             }
             // Removed between listing and reading: simply not there.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) if e.raw_os_error() == Some(libc_eisdir()) => {
-                scan.problems.push((path, "is a directory, not a program file".into()))
-            }
+            Err(e) if e.raw_os_error() == Some(libc_eisdir()) => scan.subdirs.push(path),
             Err(e) => scan.problems.push((path, format!("cannot read: {e}"))),
         }
     }
@@ -162,7 +163,8 @@ mod tests {
         fs::create_dir(d.join("sub")).unwrap();
         let scan = scan_config_dir(d).unwrap();
         assert_eq!(scan.files.keys().map(|n| n.as_str()).collect::<Vec<_>>(), ["web"]);
-        assert_eq!(scan.problems, [(d.join("sub"), "is a directory, not a program file".to_string())]);
+        assert!(scan.problems.is_empty());
+        assert_eq!(scan.subdirs, [d.join("sub")]);
     }
 
     #[test]

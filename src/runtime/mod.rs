@@ -526,6 +526,7 @@ impl Runtime {
             }
         };
         let mut problems: BTreeSet<(PathBuf, String)> = scan.problems.into_iter().collect();
+        problems.extend(scan.subdirs.into_iter().map(|d| (d, "is a directory, not a program file".to_string())));
         let strict = self.settings.strict_modes && nix::unistd::geteuid().is_root();
         let dir_distrust = if strict { trust::directory(&self.settings.config) } else { None };
         if let Some(why) = &dir_distrust {
@@ -693,8 +694,12 @@ impl Runtime {
             let mut more = Vec::new();
             match effect {
                 Effect::Spawn { name, spec } => {
-                    let result = self.spawn(&name, &spec);
-                    self.sup.spawned(&name, result, now, &mut more);
+                    // A decision taken later in the same pass (a critical
+                    // program ending) may have cancelled this start.
+                    if self.sup.state(name.as_str()) == Some(&crate::core::supervisor::State::Starting) {
+                        let result = self.spawn(&name, &spec);
+                        self.sup.spawned(&name, result, now, &mut more);
+                    }
                 }
                 Effect::SignalProcess { name, pid, signal } => {
                     // SAFETY: kill(2) on a pid the supervisor has not reaped.
@@ -742,8 +747,8 @@ impl Runtime {
         let extras = spawn::Extras { env: self.extra_env(name, spec), nofile: self.child_nofile };
         match spawn::spawn(name, spec, spec.as_bytes(), &extras) {
             Err(e) => {
-                log::error!("{name}: {e}");
-                Err(if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 })
+                log::error!("{name}: {}", e.message);
+                Err(e.code)
             }
             Ok(child) => {
                 self.spawned_since_trim += 1;

@@ -26,6 +26,22 @@ pub struct Child {
     pub ready: Option<File>,
 }
 
+/// Why a program could not be started, with the exit code a shell would
+/// report (127: not found, 126: found but cannot be run).
+#[derive(Debug)]
+pub struct SpawnError {
+    /// 126 or 127.
+    pub code: i32,
+    /// One line for the log.
+    pub message: String,
+}
+
+impl SpawnError {
+    fn new(code: i32, message: String) -> SpawnError {
+        SpawnError { code, message }
+    }
+}
+
 /// What colony adds to a start beyond the spec.
 pub struct Extras {
     /// Further environment entries (after the spec's, before NCOLONY_*).
@@ -133,11 +149,15 @@ fn reset_signals() {
 
 /// Starts `spec` as `name`. `raw` is the config file's bytes;
 /// `extras` what colony adds.
-pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras) -> io::Result<Child> {
+pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras) -> Result<Child, SpawnError> {
     let child_nofile = extras.nofile;
     let args = spec.args();
-    let exe = resolve(&args[0], std::env::var_os("PATH").as_deref())
-        .map_err(|msg| io::Error::new(io::ErrorKind::NotFound, msg))?;
+    let exe = resolve(&args[0], std::env::var_os("PATH").as_deref()).map_err(|msg| SpawnError::new(127, msg))?;
+    if let Some(dir) = spec.cwd() {
+        if let Err(e) = std::fs::read_dir(dir) {
+            return Err(SpawnError::new(126, format!("cannot start in the working directory {dir}: {e}")));
+        }
+    }
     let mut cmd = Command::new(&exe);
     cmd.arg0(&args[0])
         .args(&args[1..])
@@ -153,7 +173,8 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
     // The readiness pipe: the child writes a newline to fd N.
     let notify = match spec.policies().readiness {
         Some(colony_ctl::Readiness::Fd(n)) => {
-            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| SpawnError::new(126, format!("cannot create the readiness pipe: {e}")))?;
             Some((n, r, w))
         }
         _ => None,
@@ -224,11 +245,13 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
             Ok(())
         });
     }
-    let mut child =
-        cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", exe.display())))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        let code = if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 };
+        SpawnError::new(code, format!("cannot start {}: {e}", exe.display()))
+    })?;
     let pid = child.id() as i32;
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(io::Error::other("child pipes missing"));
+        return Err(SpawnError::new(126, "child pipes missing".into()));
     };
     // The `Child` handle is dropped without waiting: the loop reaps. Our
     // copy of the write end closes here, so EOF means the child closed it.
