@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 /// `colony check` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// Check every program file of this config directory.
-    #[arg(long, env = "COLONY_CONFIG_DIR", value_name = "DIR", conflicts_with = "files")]
+    /// Check every program file of this config directory (default, when
+    /// no files are given: $COLONY_CONFIG_DIR).
+    #[arg(long, value_name = "DIR", conflicts_with = "files")]
     pub config: Option<PathBuf>,
     /// Check these files (their names must be valid program names).
     #[arg(value_name = "FILE")]
@@ -46,8 +47,10 @@ pub fn run(args: &CheckArgs) -> i32 {
             Err(e) => problems.extend(e.problems.iter().map(|p| format!("{}: {p}", path.display()))),
         }
     };
-    match (&args.config, args.files.is_empty()) {
-        (Some(dir), _) => match scan_config_dir(dir) {
+    let from_env = std::env::var_os("COLONY_CONFIG_DIR").map(PathBuf::from);
+    let config = args.config.clone().or(if args.files.is_empty() { from_env } else { None });
+    match (&config, args.files.is_empty()) {
+        (Some(dir), true) => match scan_config_dir(dir) {
             Err(e) => problems.push(format!("{}: cannot read the config directory: {e}", dir.display())),
             Ok(scan) => {
                 problems.extend(scan.problems.iter().map(|(p, why)| format!("{}: {why}", p.display())));
@@ -59,7 +62,7 @@ pub fn run(args: &CheckArgs) -> i32 {
                 }
             }
         },
-        (None, false) => {
+        (_, false) => {
             for path in &args.files {
                 let name = path.file_name().and_then(|n| n.to_str());
                 if name.is_some_and(is_ignored_file_name) {

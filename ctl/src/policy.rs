@@ -33,8 +33,8 @@ pub struct GiveUp {
 /// SLAMon-style agent liveness: the program touches a heartbeat file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heartbeat {
-    /// The heartbeat file (default: the program's file in colony's status
-    /// directory, `STATUS/NAME.beat`).
+    /// The heartbeat file (default: `STATUS/.heartbeat/NAME` in colony's
+    /// status directory; programs find it in `COLONY_HEARTBEAT_FILE`).
     pub file: Option<String>,
     /// Seconds between two checks (default 60).
     pub poll: f64,

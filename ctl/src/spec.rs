@@ -25,6 +25,17 @@ pub const KNOWN_KEYS: &[&str] = &[
     "disabled",
     "critical",
     "log",
+    "restart",
+    "success_codes",
+    "no_restart_codes",
+    "give_up",
+    "heartbeat",
+    "liveness",
+    "readiness",
+    "after",
+    "umask",
+    "nice",
+    "limits",
 ];
 
 /// The `ncolony.beatcheck` key: the program touches `status` at least every
@@ -782,6 +793,19 @@ mod tests {
         assert!(p[1].contains("env.A"));
         let err = ProgramSpec::parse(br#"{"args": [1]}"#).unwrap_err().in_file("/etc/colony/web");
         assert_eq!(err.to_string(), "/etc/colony/web: \"args[0]\": expected a string, found a number");
+    }
+
+    #[test]
+    fn every_key_colony_reads_is_known() {
+        let all = r#"{"args": ["x"], "env": {}, "env_inherit": [], "uid": 0, "gid": 0, "group": [],
+            "ncolony.beatcheck": {"period": 1, "grace": 1, "status": "/s"}, "cwd": "/", "killtime": 1,
+            "stop_signal": "TERM", "disabled": false, "critical": false, "log": {"file": "/l"},
+            "restart": "always", "success_codes": [0], "no_restart_codes": [], "give_up": {},
+            "heartbeat": {}, "liveness": {"tcp": "127.0.0.1:1"}, "readiness": {"fd": 3}, "after": [],
+            "umask": "022", "nice": 0, "limits": {"nofile": 10}}"#;
+        let spec = ProgramSpec::parse(all.as_bytes()).unwrap();
+        assert_eq!(spec.unknown_keys().collect::<Vec<_>>(), Vec::<&str>::new());
+        assert_eq!(spec.to_map().len(), KNOWN_KEYS.len(), "the test lists every known key");
     }
 
     #[test]

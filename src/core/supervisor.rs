@@ -24,7 +24,9 @@ pub const SIGKILL: i32 = 9;
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Start the program now and report with [`Supervisor::spawned`].
+    /// Start the program now and report with [`Supervisor::spawned`] —
+    /// unless its state is no longer `Starting` when the runtime gets to it
+    /// (a later decision in the same pass cancelled the start).
     Spawn { name: ProgramName, spec: Arc<ProgramSpec> },
     /// Send `signal` to the process group `pgid` of a live program.
     Signal { name: ProgramName, pgid: Pid, signal: i32 },
@@ -223,12 +225,22 @@ pub struct Supervisor {
     pids: HashMap<Pid, ProgramName>,
     shutting_down: bool,
     exit_code: Option<i32>,
+    /// The set of programs changed: `after` problems are derived again at
+    /// the next tick, once the whole directory has been read.
+    order_dirty: bool,
 }
 
 impl Supervisor {
     /// An empty supervisor.
     pub fn new(policy: Policy) -> Supervisor {
-        Supervisor { policy, programs: BTreeMap::new(), pids: HashMap::new(), shutting_down: false, exit_code: None }
+        Supervisor {
+            policy,
+            programs: BTreeMap::new(),
+            pids: HashMap::new(),
+            shutting_down: false,
+            exit_code: None,
+            order_dirty: false,
+        }
     }
 
     /// The restart policy.
@@ -304,7 +316,7 @@ impl Supervisor {
         let Some(p) = self.programs.get_mut(name) else {
             if let Some(spec) = spec {
                 self.programs.insert(name.clone(), Program::new(spec, &policy, now));
-                self.recompute_blocked(out);
+                self.order_dirty = true;
                 self.poke_all(now, out);
             }
             return;
@@ -318,7 +330,7 @@ impl Supervisor {
                     out.push(Effect::Forgotten { name: name.clone() });
                 }
             }
-            self.recompute_blocked(out);
+            self.order_dirty = true;
             return;
         };
         // The running instance is stopped the way its own (old) spec says;
@@ -340,7 +352,7 @@ impl Supervisor {
             State::Stopping { ref mut then, .. } => *then = after,
             _ => {}
         }
-        self.recompute_blocked(out);
+        self.order_dirty = true;
         self.poke_all(now, out);
     }
 
@@ -376,9 +388,10 @@ impl Supervisor {
         p.held = true;
         match p.state {
             State::Running { .. } => self.stop(name, AfterStop::Halt, now, out),
-            State::Waiting { .. } | State::Failed { .. } => p.state = State::Halted,
+            // A start decided earlier in the same pass is cancelled too.
+            State::Waiting { .. } | State::Failed { .. } | State::Starting => p.state = State::Halted,
             State::Stopping { ref mut then, .. } => *then = AfterStop::Halt,
-            State::Starting | State::Halted => {}
+            State::Halted => {}
         }
         Ok(())
     }
@@ -488,7 +501,7 @@ impl Supervisor {
         let shutting_down = self.shutting_down;
         let Some(p) = self.programs.get_mut(name) else { return };
         p.last_exit = Some(status);
-        if shutting_down {
+        if shutting_down || !p.wants_to_run() {
             p.state = State::Halted;
             return;
         }
@@ -593,6 +606,10 @@ impl Supervisor {
     /// Time has come to `now`: start programs whose backoff has passed and
     /// SIGKILL those that outlived their kill time.
     pub fn tick(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        if std::mem::take(&mut self.order_dirty) {
+            self.recompute_blocked(out);
+            self.poke_all(now, out);
+        }
         let due: Vec<ProgramName> = self
             .programs
             .iter()

@@ -104,6 +104,9 @@ pub fn run(settings: Settings) -> i32 {
             Err(msg) => return startup_error(msg),
         }
     }
+    if let Ok(abs) = std::path::absolute(&settings.status_dir) {
+        settings.status_dir = abs;
+    }
     if let Some(dir) = &mut settings.pid_dir {
         match prepare_dir("pid", dir) {
             Ok(canon) => *dir = canon,
@@ -141,7 +144,11 @@ pub fn run(settings: Settings) -> i32 {
             Ok(s) => s,
             Err(msg) => return startup_error(msg),
         };
-    let metrics = settings.metrics.clone().map(|path| status::Metrics::new(path, clock));
+    let mut metrics = settings.metrics.clone().map(|path| status::Metrics::new(path, clock));
+    if let Some(m) = &mut metrics {
+        // A first file even with no program configured.
+        m.changed(Instant::now());
+    }
     log::info!(
         "colony {} supervising {} (messages {}, pid {})",
         env!("CARGO_PKG_VERSION"),
@@ -182,7 +189,12 @@ pub fn run(settings: Settings) -> i32 {
 }
 
 fn startup_error(msg: String) -> i32 {
-    log::error!("{msg}");
+    // Also when COLONY_LOG silences everything: colony is not running.
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("{msg}");
+    } else {
+        eprintln!("colony: {msg}");
+    }
     EXIT_STARTUP
 }
 
@@ -413,7 +425,7 @@ impl Runtime {
         if let Some(h) = &spec.policies().heartbeat {
             return Some(match &h.file {
                 Some(f) => PathBuf::from(f),
-                None => self.settings.status_dir.join("heartbeat").join(name.as_str()),
+                None => self.settings.status_dir.join(".heartbeat").join(name.as_str()),
             });
         }
         let status = PathBuf::from(&spec.beatcheck()?.status);
@@ -429,7 +441,7 @@ impl Runtime {
             h.file
                 .clone()
                 .map(PathBuf::from)
-                .unwrap_or_else(|| self.settings.status_dir.join("heartbeat").join(name.as_str()))
+                .unwrap_or_else(|| self.settings.status_dir.join(".heartbeat").join(name.as_str()))
         } else {
             let status = PathBuf::from(spec.beatcheck().map(|b| b.status.clone()).unwrap_or_default());
             if status.is_dir() {
@@ -533,12 +545,21 @@ impl Runtime {
             problems.insert((self.settings.config.clone(), format!("every program file refused: {why}")));
         }
         for (path, why) in problems.difference(&self.reported) {
-            log::error!("{}: {why}; skipped", path.display());
+            if path.is_dir() && path != &self.settings.config {
+                log::warn!("{}: {why}; skipped", path.display());
+            } else {
+                log::error!("{}: {why}; skipped", path.display());
+            }
         }
         self.reported = problems;
         let mut files = scan.files;
         let owners = scan.owners;
-        let digests: BTreeMap<ProgramName, u64> = files.iter().map(|(n, b)| (n.clone(), digest(b))).collect();
+        // The owner and mode count too: fixing a refused file's permissions
+        // is a change.
+        let digests: BTreeMap<ProgramName, u64> = files
+            .iter()
+            .map(|(n, b)| (n.clone(), digest(b) ^ digest(format!("{:?}", owners.get(n)).as_bytes()).rotate_left(1)))
+            .collect();
         let changes: Vec<(ProgramName, Option<Vec<u8>>)> = diff(&self.seen, &digests)
             .into_iter()
             .map(|c| match c {

@@ -109,11 +109,16 @@ struct Identity {
     groups: Vec<libc::gid_t>,
 }
 
-fn identity(spec: &ProgramSpec) -> Identity {
+fn identity(spec: &ProgramSpec) -> Result<Identity, SpawnError> {
     let (uid, mut gid) = (spec.uid(), spec.gid());
     let mut groups = Vec::new();
     if let Some(uid) = uid {
-        if let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)).ok().flatten();
+        if user.is_none() && gid.is_none() {
+            // Keeping colony's own group (root's) would be a surprise.
+            return Err(SpawnError::new(126, format!("uid {uid} has no user entry: give \"gid\" too")));
+        }
+        if let Some(user) = user {
             let primary = gid.unwrap_or(user.gid.as_raw());
             gid = Some(primary);
             if let Ok(name) = CString::new(user.name.as_bytes()) {
@@ -126,7 +131,7 @@ fn identity(spec: &ProgramSpec) -> Identity {
     if groups.is_empty() {
         groups.extend(gid);
     }
-    Identity { uid, gid, groups }
+    Ok(Identity { uid, gid, groups })
 }
 
 /// Gives the child default signal dispositions and an empty signal mask:
@@ -196,7 +201,7 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
             (resource, libc::rlimit { rlim_cur: v, rlim_max: v })
         })
         .collect();
-    let id = identity(spec);
+    let id = identity(spec)?;
     let switch_ids = id.uid.is_some() || id.gid.is_some();
     // SAFETY: the closure runs in the forked child before exec and only
     // makes async-signal-safe system calls on memory prepared before fork.

@@ -110,7 +110,7 @@ impl StatusWriter {
     /// Prepares `dir` (created if missing) and removes what an earlier run
     /// left there.
     pub fn new(dir: PathBuf, clock: Clock, config: &Path, messages: &Path) -> Result<StatusWriter, String> {
-        std::fs::create_dir_all(dir.join("heartbeat"))
+        std::fs::create_dir_all(dir.join(".heartbeat"))
             .map_err(|e| format!("cannot create the status directory {}: {e}", dir.display()))?;
         // Remove what an earlier run wrote, and only that.
         if let Ok(entries) = std::fs::read_dir(&dir) {

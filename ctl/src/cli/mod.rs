@@ -236,8 +236,11 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         }
         Command::Status { name: n, json } => {
             let n = n.as_deref().map(name).transpose()?;
-            let places = places(&cli, cli.status.is_none())?;
-            status::show(&status_dir(&cli, &places), n.as_ref(), *json)
+            let dir = match &cli.status {
+                Some(dir) => dir.clone(),
+                None => status_dir(&cli, &places(&cli, true)?),
+            };
+            status::show(&dir, n.as_ref(), *json)
         }
         Command::RestartAll => places(&cli, true)?.restart_all().map(drop).map_err(Into::into),
         Command::RestartGroup { group } => places(&cli, true)?.restart_group(group).map(drop).map_err(Into::into),

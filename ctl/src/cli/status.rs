@@ -139,7 +139,7 @@ pub(crate) fn show(dir: &Path, only: Option<&ProgramName>, json: bool) -> Result
 
 /// Sends RESTART and waits until a new instance of `name` runs.
 pub(crate) fn restart_and_wait(places: &Places, dir: &Path, name: &ProgramName, timeout: f64) -> Result<(), Failure> {
-    if !(timeout.is_finite() && timeout >= 0.0) {
+    if !(timeout.is_finite() && (0.0..=1e9).contains(&timeout)) {
         return Err(super::usage(format!("--timeout: expected a number of seconds, got {timeout}")));
     }
     let snap = read_status_dir(dir).unwrap_or_default();

@@ -54,6 +54,10 @@ impl World {
         for e in effects {
             match e {
                 Effect::Spawn { name, .. } => {
+                    // As the runtime: a start cancelled later in the pass is skipped.
+                    if self.sup.state(name.as_str()) != Some(&State::Starting) {
+                        continue;
+                    }
                     assert!(!self.live.values().any(|n| *n == name), "spawned {name} while an instance is alive");
                     self.spawns.push((name.clone(), self.now));
                     let mut out = Vec::new();
@@ -260,6 +264,26 @@ fn disabled_programs_stay_configured_but_never_run() {
 }
 
 #[test]
+fn stop_in_the_same_pass_as_the_start_cancels_it() {
+    let mut w = World::new();
+    let web = name("web");
+    let mut out = Vec::new();
+    w.sup.configure(&web, Some(spec(r#"{"args": ["x"]}"#)), w.now, &mut out);
+    w.sup.hold(&web, w.now, &mut out).unwrap();
+    w.apply(out);
+    assert_eq!(w.spawns.len(), 0, "the start was cancelled");
+    assert_eq!(w.sup.state("web"), Some(&State::Halted));
+    // And a held program that ends on its own stays stopped.
+    w.run(|s, now, out| s.release(&web, now, out).unwrap());
+    let pid = w.pid_of("web").unwrap();
+    let mut out = Vec::new();
+    w.sup.hold(&web, w.now, &mut out).unwrap();
+    w.live.remove(&pid);
+    w.sup.exited(pid, ExitStatus::Exited(1), w.now, &mut out);
+    assert_eq!(w.sup.state("web"), Some(&State::Halted));
+}
+
+#[test]
 fn signal_goes_to_the_main_process_only() {
     let mut w = World::new();
     let web = name("web");
@@ -384,12 +408,15 @@ fn cycles_and_unknown_names_block_only_the_programs_concerned() {
     w.run(|s, now, out| s.configure(&name("b"), Some(spec(r#"{"args": ["x"], "after": ["a"]}"#)), now, out));
     w.run(|s, now, out| s.configure(&name("c"), Some(spec(r#"{"args": ["x"], "after": ["zzz"]}"#)), now, out));
     w.run(|s, now, out| s.configure(&name("d"), Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    // Problems are derived once the whole directory has been read (a tick).
+    w.advance(Duration::ZERO);
     assert!(w.sup.view("a").unwrap().blocked.unwrap().contains("cycle"));
     assert!(w.sup.view("c").unwrap().blocked.unwrap().contains("zzz"));
     assert!(w.pid_of("d").is_some());
     assert!(w.pid_of("a").is_none() && w.pid_of("b").is_none() && w.pid_of("c").is_none());
     // Fixing the cycle lets them start.
     w.run(|s, now, out| s.configure(&name("b"), Some(spec(r#"{"args": ["x"]}"#)), now, out));
+    w.advance(Duration::ZERO);
     assert!(w.pid_of("a").is_some() && w.pid_of("b").is_some());
 }
 
