@@ -170,11 +170,14 @@ mod tests {
 
     #[test]
     fn fc_counts_per_day() {
-        // M = 10 min, N = 2 h: 13 runs in 24 h; M = 3 h: 8 runs.
+        // M = 10 min, N = 2 h: 13 runs in 24 h (1 initial + 12); M = 3 h:
+        // every call is due, 8 runs. Offset 1800 s, start 123 s past a
+        // grid line, as in the seed's simulation.
         for (tick, want) in [(600, 13), (3 * 3600, 8)] {
-            let mut stamp = Stamp { offset: 0, mtime: NEW_MTIME };
+            let mut stamp = Stamp { offset: 1800, mtime: NEW_MTIME };
             let mut n = 0;
-            let mut t = 1_800_000_000 - 1_800_000_000 % 7200;
+            // 1_800_000_000 is a multiple of 7200.
+            let mut t = 1_800_000_000 + 123;
             let end = t + 86_400;
             while t < end {
                 if is_due(stamp, 7200, at(t)) {
