@@ -98,6 +98,11 @@ fn shipped_example_config_is_valid() {
 }
 
 #[test]
+fn scheduler_examples_are_valid() {
+    assert_example_valid("examples/scheduler", 1);
+}
+
+#[test]
 fn docker_example_config_is_valid() {
     assert_example_valid("examples/docker/config", 2);
 }

@@ -803,7 +803,7 @@ fn systemd_unit_matches_what_colony_does() {
     // of the example programs.
     let timeout: f64 = one("TimeoutStopSec").parse().expect("TimeoutStopSec in seconds");
     let mut longest = DEFAULT_KILLTIME.as_secs_f64();
-    for dir in ["examples/config", "examples/docker/config", "examples/ansible/files/programs"] {
+    for dir in ["examples/config", "examples/scheduler", "examples/docker/config", "examples/ansible/files/programs"] {
         for entry in fs::read_dir(repo().join(dir)).unwrap() {
             let spec: Value = serde_json::from_slice(&fs::read(entry.unwrap().path()).unwrap()).unwrap();
             longest = longest.max(spec["killtime"].as_f64().unwrap_or(0.0));
