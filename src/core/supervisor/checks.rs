@@ -94,7 +94,7 @@ impl Supervisor {
         match beat_verdict(&rule, since, p.known_since, p.health.last_beat, now) {
             BeatVerdict::Fresh { next } => {
                 p.health.beat_next = Some(next);
-                if p.health.lost && p.health.last_beat.is_some_and(|b| b >= since) {
+                if (p.health.lost || p.health.dropped) && p.health.last_beat.is_some_and(|b| b >= since) {
                     p.health.lost = false;
                     p.health.dropped = false;
                     out.push(note(name, log::Level::Info, "heartbeat is back".into()));
