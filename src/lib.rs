@@ -11,3 +11,4 @@ pub mod jobs;
 pub mod logging;
 mod runtime;
 pub mod settings;
+pub mod sys;

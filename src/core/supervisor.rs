@@ -357,9 +357,22 @@ impl Supervisor {
     }
 
     /// Restart `name` now: stop it if it runs (then start it as soon as it
-    /// has been reaped), or start it at once if it is waiting in backoff or
-    /// was stopped on request.
+    /// has been reaped), or start it at once if it is waiting in backoff,
+    /// failed, or was stopped on request.
     pub fn restart(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), Refused> {
+        self.wake(name, true, now, out)
+    }
+
+    /// RESTART and START: clear a STOP and the failure count, and start the
+    /// program if it is not running (stopping and restarting it first if
+    /// `restart_running`).
+    fn wake(
+        &mut self,
+        name: &ProgramName,
+        restart_running: bool,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), Refused> {
         let shutting_down = self.shutting_down;
         let p = self.known(name)?;
         if p.spec.disabled() {
@@ -371,13 +384,13 @@ impl Supervisor {
             return Ok(());
         }
         match p.state {
-            State::Running { .. } => self.stop(name, AfterStop::Start, now, out),
+            State::Running { .. } if restart_running => self.stop(name, AfterStop::Start, now, out),
             State::Waiting { .. } | State::Halted | State::Failed { .. } => {
                 p.state = State::Waiting { at: now };
                 self.poke(name, now, out);
             }
             State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
-            State::Starting => {}
+            State::Running { .. } | State::Starting => {}
         }
         Ok(())
     }
@@ -396,25 +409,10 @@ impl Supervisor {
         Ok(())
     }
 
-    /// START: start `name` if it is stopped on request or waiting in backoff.
-    /// A running program is left alone.
+    /// START: start `name` if it is stopped on request, failed or waiting
+    /// in backoff. A running program is left alone.
     pub fn release(&mut self, name: &ProgramName, now: Instant, out: &mut Vec<Effect>) -> Result<(), Refused> {
-        let shutting_down = self.shutting_down;
-        let p = self.known(name)?;
-        if p.spec.disabled() {
-            return Err(Refused::Disabled(name.clone()));
-        }
-        p.held = false;
-        p.failures.clear();
-        match p.state {
-            State::Waiting { .. } | State::Halted | State::Failed { .. } if !shutting_down => {
-                p.state = State::Waiting { at: now };
-                self.poke(name, now, out);
-            }
-            State::Stopping { ref mut then, .. } => *then = AfterStop::Start,
-            _ => {}
-        }
-        Ok(())
+        self.wake(name, false, now, out)
     }
 
     /// SIGNAL: send `signal` to the main process of `name`.

@@ -267,24 +267,6 @@ mod tests {
         assert_eq!(lines[3], "[web] xxxxxxxxxx");
         assert_eq!(lines.len(), 4);
     }
-}
-
-#[cfg(test)]
-mod json_tests {
-    use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn json_lines_carry_program_stream_and_line() {
