@@ -24,6 +24,8 @@ pub struct LogWriter {
     size: u64,
     /// Set while the file cannot be written: when to try again.
     broken_until: Option<Instant>,
+    /// A write error was reported and nothing has reached the file since.
+    failing: bool,
     dropped: u64,
 }
 
@@ -37,6 +39,7 @@ impl LogWriter {
             file: None,
             size: 0,
             broken_until: None,
+            failing: false,
             dropped: 0,
         }
     }
@@ -75,10 +78,6 @@ impl LogWriter {
         f.write_all(line)?;
         f.write_all(b"\n")?;
         self.size += len;
-        if self.dropped > 0 {
-            log::warn!("{}: writing again; {} line(s) were dropped", self.path.display(), self.dropped);
-            self.dropped = 0;
-        }
         Ok(())
     }
 
@@ -110,20 +109,30 @@ impl LogWriter {
     }
 
     fn fail(&mut self, e: io::Error) {
-        if self.dropped == 0 {
+        if !self.failing {
             log::error!("{}: cannot write: {e}; dropping lines, retrying every second", self.path.display());
+            self.failing = true;
         }
         self.dropped += 1;
-        self.file = None;
+        // The buffered lines are lost with it (and counted as one).
+        if let Some(f) = self.file.take() {
+            let _ = f.into_parts();
+        }
         self.broken_until = Some(Instant::now() + RETRY);
     }
 
-    /// Writes out buffered lines.
+    /// Writes out buffered lines; only a write that reached the file ends a
+    /// failure (lines merely buffered prove nothing).
     pub fn flush(&mut self) {
-        if let Some(f) = &mut self.file {
-            if let Err(e) = f.flush() {
-                self.fail(e);
+        let Some(f) = &mut self.file else { return };
+        match f.flush() {
+            Err(e) => self.fail(e),
+            Ok(()) if self.failing => {
+                log::warn!("{}: writing again; {} line(s) were dropped", self.path.display(), self.dropped);
+                self.failing = false;
+                self.dropped = 0;
             }
+            Ok(()) => {}
         }
     }
 }

@@ -67,6 +67,8 @@ struct Runtime {
     probes: probes::Probes,
     /// Readiness notification pipes: program, instance, read end.
     ready_pipes: HashMap<Token, (ProgramName, Pid, std::fs::File)>,
+    /// Why the config directory itself was refused at the last scan.
+    dir_distrust: Option<String>,
     /// The last read of a directory failed (e.g. out of descriptors): read
     /// again within a second.
     scan_failed: bool,
@@ -179,6 +181,7 @@ pub fn run(settings: Settings) -> i32 {
         probes: probes::Probes::default(),
         ready_pipes: HashMap::new(),
         scan_failed: false,
+        dir_distrust: None,
         watcher,
         waker,
         clock,
@@ -282,6 +285,10 @@ impl Runtime {
                 || self.probes.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
             self.flush_output();
+            if self.scan_failed {
+                // Whatever woke this pass, a failed read is tried again soon.
+                next_rescan = next_rescan.min(now + Duration::from_secs(1));
+            }
             if first {
                 // Every program of the first scan has been started.
                 first = false;
@@ -541,6 +548,12 @@ impl Runtime {
         problems.extend(scan.subdirs.into_iter().map(|d| (d, "is a directory, not a program file".to_string())));
         let strict = self.settings.strict_modes && nix::unistd::geteuid().is_root();
         let dir_distrust = if strict { trust::directory(&self.settings.config) } else { None };
+        if dir_distrust != self.dir_distrust {
+            // The directory's trust changed: judge every file again (what
+            // runs with the same content is left alone).
+            self.seen.clear();
+            self.dir_distrust.clone_from(&dir_distrust);
+        }
         if let Some(why) = &dir_distrust {
             problems.insert((self.settings.config.clone(), format!("every program file refused: {why}")));
         }

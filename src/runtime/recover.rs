@@ -54,11 +54,57 @@ fn same_instance(dir: &Path, name: &str, pid: i32) -> bool {
     }
 }
 
-/// Stops every instance a previous colony left running, waiting at most
-/// `killtime` before SIGKILL. Returns how many there were.
+/// The live processes of process group `pgid` (from /proc).
+fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // state ppid pgrp …
+                f.len() > 2 && f[0] != "Z" && f[0] != "X" && f[2] == pgid.to_string()
+            })
+        })
+        .collect()
+}
+
+/// Waits until every process of `pids` has exited, or `deadline`. Uses
+/// pidfds (readable once a process has exited); without them it looks
+/// again every 50 ms.
+fn wait_gone(pids: &mut Vec<i32>, deadline: Instant) {
+    loop {
+        pids.retain(|pid| start_time(*pid).is_some());
+        let left = deadline.saturating_duration_since(Instant::now());
+        if pids.is_empty() || left.is_zero() {
+            return;
+        }
+        let fds: Vec<OwnedFd> = pids
+            .iter()
+            .filter_map(|pid| {
+                // SAFETY: pidfd_open(2) with a pid and no flags.
+                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, *pid, 0) };
+                // SAFETY: a new descriptor we own.
+                (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+            })
+            .collect();
+        let mut polled: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(fd), events: libc::POLLIN, revents: 0 })
+            .collect();
+        let wait = if fds.len() == pids.len() { left } else { left.min(Duration::from_millis(50)) };
+        // SAFETY: poll(2) on valid descriptors (or none) with a timeout.
+        unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, wait.as_millis().max(1) as i32) };
+    }
+}
+
+/// Stops every instance a previous colony left running — its whole process
+/// group: the stop signal first, SIGKILL after `killtime`, then waits for
+/// every process of the group to be gone. Returns how many there were.
 pub fn stop_leftovers(dir: &Path, killtime: Duration) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    let mut stale: Vec<(String, i32, Option<OwnedFd>)> = Vec::new();
+    let mut stale: Vec<(String, i32)> = Vec::new();
     for e in entries.flatten() {
         let Some(name) = e.file_name().to_str().map(String::from) else { continue };
         if is_ignored_file_name(&name) {
@@ -67,10 +113,6 @@ pub fn stop_leftovers(dir: &Path, killtime: Duration) -> usize {
         let pid = std::fs::read_to_string(e.path()).ok().and_then(|s| s.trim().parse::<i32>().ok());
         match pid {
             Some(pid) if pid > 1 && same_instance(dir, &name, pid) => {
-                // SAFETY: pidfd_open(2) with a pid and no flags.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-                // SAFETY: a new descriptor we own, if the call succeeded.
-                let fd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
                 log::warn!("{name}: pid {pid} still runs from before colony restarted; stopping it first");
                 // SAFETY: kill(2) on its process group, then on itself.
                 unsafe {
@@ -78,46 +120,44 @@ pub fn stop_leftovers(dir: &Path, killtime: Duration) -> usize {
                         libc::kill(pid, libc::SIGTERM);
                     }
                 }
-                stale.push((name, pid, fd));
+                stale.push((name, pid));
             }
             _ => forget(dir, &name),
         }
     }
-    let count = stale.len();
-    let deadline = Instant::now() + killtime;
-    while !stale.is_empty() {
-        stale.retain(|(name, pid, _)| {
-            let alive = start_time(*pid).is_some();
-            if !alive {
-                forget(dir, name);
-            }
-            alive
-        });
-        let left = deadline.saturating_duration_since(Instant::now());
-        if stale.is_empty() || left.is_zero() {
-            break;
-        }
-        // Wait for any of them to exit (pidfds become readable), or the
-        // deadline. Without pidfds, look again every 50 ms.
-        let mut fds: Vec<libc::pollfd> = stale
-            .iter()
-            .filter_map(|(_, _, fd)| fd.as_ref())
-            .map(|fd| libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(fd), events: libc::POLLIN, revents: 0 })
-            .collect();
-        let wait = if fds.len() == stale.len() { left } else { left.min(Duration::from_millis(50)) };
-        // SAFETY: poll(2) on valid descriptors (or none) with a timeout.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait.as_millis().max(1) as i32) };
+    if stale.is_empty() {
+        return 0;
     }
-    for (name, pid, _) in stale {
-        log::warn!("{name}: pid {pid} did not stop within the kill time; sending SIGKILL");
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-            libc::kill(pid, libc::SIGKILL);
+    // The main processes get the kill time to stop.
+    let mut mains: Vec<i32> = stale.iter().map(|(_, pid)| *pid).collect();
+    wait_gone(&mut mains, Instant::now() + killtime);
+    // Then whatever is left of each group (main process included) is killed,
+    // and colony waits until it is really gone: never two instances at once.
+    let mut rest: Vec<i32> = Vec::new();
+    for (name, pid) in &stale {
+        let mut members = group_members(*pid);
+        if start_time(*pid).is_some() && !members.contains(pid) {
+            members.push(*pid);
         }
-        forget(dir, &name);
+        if start_time(*pid).is_some() {
+            log::warn!("{name}: pid {pid} did not stop within the kill time; sending SIGKILL");
+        } else if !members.is_empty() {
+            log::warn!("{name}: killing what pid {pid} left in its process group: {members:?}");
+        }
+        for m in &members {
+            // SAFETY: kill(2) on processes of the old instance.
+            unsafe { libc::kill(*m, libc::SIGKILL) };
+        }
+        rest.extend(members);
     }
-    count
+    wait_gone(&mut rest, Instant::now() + Duration::from_secs(5));
+    for pid in &rest {
+        log::error!("pid {pid} of a previous instance did not die within 5 s of SIGKILL");
+    }
+    for (name, _) in &stale {
+        forget(dir, name);
+    }
+    stale.len()
 }
 
 #[cfg(test)]
