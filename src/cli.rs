@@ -24,6 +24,10 @@ enum Command {
     Check(CheckArgs),
     /// Run a command periodically (a job hosted under the supervisor).
     Scheduler(Box<crate::jobs::scheduler::SchedulerArgs>),
+    /// Run queued maintenance requests inside maintenance windows (a job).
+    Maintenance(Box<crate::jobs::maintenance::MaintenanceArgs>),
+    /// Run configuration steps every tick, under a lock (a job).
+    Manage(Box<crate::jobs::manage::ManageArgs>),
     /// Control the supervisor by writing files (same as colony-ctl).
     #[command(disable_help_flag = true)]
     Ctl {
@@ -51,6 +55,8 @@ pub fn main(argv: Vec<OsString>) -> i32 {
         },
         Command::Check(args) => crate::check::run(&args),
         Command::Scheduler(args) => crate::jobs::scheduler::run(&args),
+        Command::Maintenance(args) => crate::jobs::maintenance::run(&args),
+        Command::Manage(args) => crate::jobs::manage::run(&args),
         Command::Ctl { args } => colony_ctl::cli::run("colony ctl", std::iter::once("colony ctl".into()).chain(args)),
     }
 }

@@ -10,7 +10,7 @@
 //! files, spawns, signals and reaps. See `man/colony-scheduler.1`.
 
 pub mod calendar;
-mod files;
+pub(crate) mod files;
 pub mod heart;
 pub mod machine;
 pub mod settings;

@@ -3,6 +3,7 @@
 //!
 //! Depends on `clap` and the rest of this crate.
 
+mod maintenance;
 mod status;
 
 use crate::{Error, Places, ProgramName, ProgramSpec};
@@ -93,6 +94,8 @@ enum Command {
         /// The group, as listed in the programs' "group" key.
         group: String,
     },
+    /// Queue, list, show and delete requests of colony maintenance.
+    Maintenance(maintenance::MaintenanceArgs),
     /// List the configured programs and their commands.
     List {
         /// Print one JSON object mapping each name to its config.
@@ -245,6 +248,7 @@ fn execute(cli: Cli) -> Result<(), Failure> {
         Command::RestartAll => places(&cli, true)?.restart_all().map(drop).map_err(Into::into),
         Command::RestartGroup { group } => places(&cli, true)?.restart_group(group).map(drop).map_err(Into::into),
         Command::List { json } => list(&places(&cli, false)?, *json),
+        Command::Maintenance(args) => maintenance::execute(args),
     }
 }
 
