@@ -5,6 +5,7 @@
 //! The only part of colony that talks to the operating system for the
 //! supervisor: spawning, signalling, reaping, pipes, watching, PID files.
 
+mod fastspawn;
 mod logfile;
 mod output;
 mod probes;

@@ -134,24 +134,6 @@ fn identity(spec: &ProgramSpec) -> Result<Identity, SpawnError> {
     Ok(Identity { uid, gid, groups })
 }
 
-/// Gives the child default signal dispositions and an empty signal mask:
-/// colony blocks the signals it reads from its signalfd, and may itself have
-/// been started with some ignored. Async-signal-safe (runs after fork).
-fn reset_signals() {
-    // SAFETY: sigaction/sigprocmask with valid arguments; errors (for
-    // SIGKILL, SIGSTOP and the C library's reserved signals) are harmless.
-    unsafe {
-        let mut dfl: libc::sigaction = std::mem::zeroed();
-        dfl.sa_sigaction = libc::SIG_DFL;
-        for sig in 1..=libc::SIGRTMAX() {
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
 /// Starts `spec` as `name`. `raw` is the config file's bytes;
 /// `extras` what colony adds.
 pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras) -> Result<Child, SpawnError> {
@@ -184,6 +166,15 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
         }
         _ => None,
     };
+    let plain = spec.uid().is_none()
+        && spec.gid().is_none()
+        && spec.umask().is_none()
+        && spec.nice().is_none()
+        && spec.limits().is_empty();
+    if plain {
+        let env = environment(name, spec, raw, &extras.env);
+        return spawn_plain(&exe, args, spec.cwd(), env, notify, child_nofile);
+    }
     let notify_fds = notify.as_ref().map(|(n, _, w)| (*n, std::os::fd::AsRawFd::as_raw_fd(w)));
     let umask = spec.umask();
     let nice = spec.nice();
@@ -207,7 +198,7 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
     // makes async-signal-safe system calls on memory prepared before fork.
     unsafe {
         cmd.pre_exec(move || {
-            reset_signals();
+            crate::sys::reset_signals();
             if let Some(lim) = child_nofile {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
@@ -269,6 +260,54 @@ pub fn spawn(name: &ProgramName, spec: &ProgramSpec, raw: &[u8], extras: &Extras
     })
 }
 
+/// The fast path for a program that needs nothing done between fork and
+/// exec: `posix_spawn`. Colony's raised open-files limit is given back to
+/// the child right after the start.
+fn spawn_plain(
+    exe: &Path,
+    args: &[String],
+    cwd: Option<&str>,
+    env: Vec<(OsString, OsString)>,
+    notify: Option<(i32, std::os::fd::OwnedFd, std::os::fd::OwnedFd)>,
+    nofile: Option<libc::rlimit>,
+) -> Result<Child, SpawnError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let bad = |what: &str| SpawnError::new(126, format!("cannot start {}: {what} contains a NUL byte", exe.display()));
+    let exe_c = CString::new(exe.as_os_str().as_bytes()).map_err(|_| bad("the path"))?;
+    let argv: Vec<CString> =
+        args.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().map_err(|_| bad("an argument"))?;
+    let cwd_c = cwd.map(CString::new).transpose().map_err(|_| bad("the working directory"))?;
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| SpawnError::new(126, format!("cannot start {}: no output pipes: {e}", exe.display())))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let request = super::fastspawn::Request {
+        exe: &exe_c,
+        argv: &argv,
+        env,
+        cwd: cwd_c.as_deref(),
+        stdout: &out_w,
+        stderr: &err_w,
+        notify: notify.as_ref().map(|(n, _, w)| (*n, w)),
+    };
+    let pid = super::fastspawn::spawn(request).map_err(|e| {
+        let code = if e.kind() == io::ErrorKind::NotFound { 127 } else { 126 };
+        SpawnError::new(code, format!("cannot start {}: {e}", exe.display()))
+    })?;
+    if let Some(lim) = nofile {
+        // SAFETY: prlimit(2) on our own child with a valid limit.
+        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &lim, std::ptr::null_mut()) };
+    }
+    Ok(Child {
+        pid,
+        stdout: File::from(out_r),
+        stderr: File::from(err_r),
+        ready: notify.map(|(_, r, _)| File::from(r)),
+    })
+}
+
 /// Starts a command probe: its own process group, the program's
 /// environment, no input or output. The loop reaps it.
 pub fn spawn_probe(argv: &[String], env: Vec<(OsString, OsString)>, nofile: Option<libc::rlimit>) -> io::Result<i32> {
@@ -286,7 +325,7 @@ pub fn spawn_probe(argv: &[String], env: Vec<(OsString, OsString)>, nofile: Opti
     // SAFETY: async-signal-safe calls only, after fork.
     unsafe {
         cmd.pre_exec(move || {
-            reset_signals();
+            crate::sys::reset_signals();
             if let Some(lim) = nofile {
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }

@@ -437,14 +437,7 @@ fn spawn(argv: &[String]) -> Result<i32, SpawnFailure> {
     // SAFETY: only async-signal-safe calls, after fork.
     unsafe {
         cmd.pre_exec(move || {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            for sig in 1..=libc::SIGRTMAX() {
-                libc::sigaction(sig, &dfl, std::ptr::null_mut());
-            }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            crate::sys::reset_signals();
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
             if libc::getppid() != parent {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
