@@ -82,7 +82,9 @@ pub struct ProgramSpec {
     disabled: bool,
     critical: bool,
     log: Option<LogFile>,
-    policies: Policies,
+    /// `None` when every policy key has its default (most programs): keeps
+    /// a spec small, as colony holds one per program.
+    policies: Option<Box<Policies>>,
     umask: Option<u32>,
     nice: Option<i32>,
     limits: Vec<(Limit, Option<u64>)>,
@@ -159,6 +161,15 @@ impl fmt::Display for SpecError {
 }
 
 impl std::error::Error for SpecError {}
+
+/// The policies of a spec that sets none of their keys.
+fn default_policies() -> &'static Policies {
+    static DEFAULT: std::sync::OnceLock<Policies> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| {
+        let mut problems = Vec::new();
+        crate::policy::parse(&Map::new(), &mut problems)
+    })
+}
 
 /// Signal names accepted by `stop_signal` and the SIGNAL message, with
 /// their Linux numbers.
@@ -391,6 +402,7 @@ impl ProgramSpec {
         let critical = c.boolean("critical");
         let log = raw.get("log").and_then(|v| log_file(&mut c, v));
         let policies = crate::policy::parse(raw, &mut c.problems);
+        let policies = (policies != *default_policies()).then(|| Box::new(policies));
         let umask = match raw.get("umask") {
             None => None,
             Some(Value::String(s)) if !s.is_empty() && s.len() <= 4 => match u32::from_str_radix(s, 8) {
@@ -581,7 +593,7 @@ impl ProgramSpec {
 
     /// The failure policy and health keys.
     pub fn policies(&self) -> &Policies {
-        &self.policies
+        self.policies.as_deref().unwrap_or_else(|| default_policies())
     }
 
     /// Keys colony does not read, in file order.

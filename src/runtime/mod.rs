@@ -91,6 +91,10 @@ struct Runtime {
 pub fn run(settings: Settings) -> i32 {
     // Signals first, before the watcher thread exists, so every thread
     // inherits the blocked mask and they all arrive at the signalfd.
+    // One malloc arena for every thread: the watcher thread would otherwise
+    // get one of its own, for a few events.
+    // SAFETY: mallopt before any other thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     // Before the watcher thread exists: it edits the environment.
     let notifier = sdnotify::Notifier::from_env();
     let mut sfd = match signals::block_and_open() {

@@ -160,7 +160,7 @@ pub struct Sink {
 impl Sink {
     /// A sink writing to colony's stderr.
     pub fn stderr(style: Style) -> Sink {
-        Sink { buf: Vec::with_capacity(FLUSH_AT * 2), out: Box::new(io::stderr()), style, stamp: String::new() }
+        Sink { buf: Vec::new(), out: Box::new(io::stderr()), style, stamp: String::new() }
     }
 
     /// A sink writing to `out` (tests).
@@ -226,6 +226,9 @@ impl Sink {
             let _ = self.out.write_all(&self.buf);
             let _ = self.out.flush();
             self.buf.clear();
+            if self.buf.capacity() > 4 * FLUSH_AT {
+                self.buf.shrink_to(FLUSH_AT * 2);
+            }
         }
     }
 }

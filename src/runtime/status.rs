@@ -100,7 +100,9 @@ fn key(v: &View<'_>) -> Key {
 pub struct StatusWriter {
     dir: PathBuf,
     clock: Clock,
-    written: HashMap<ProgramName, Key>,
+    /// A digest of each program's last written status (not the status
+    /// itself: colony keeps one per program).
+    written: HashMap<ProgramName, u64>,
     writes: u64,
     daemon: DaemonStatus,
     last_daemon: Option<(usize, usize, bool)>,
@@ -152,7 +154,13 @@ impl StatusWriter {
             if k.state == StateName::Running {
                 running += 1;
             }
-            if self.written.get(name) == Some(&k) {
+            let digest = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                format!("{k:?}").hash(&mut h);
+                h.finish()
+            };
+            if self.written.get(name) == Some(&digest) {
                 continue;
             }
             let status = ProgramStatus {
@@ -176,7 +184,7 @@ impl StatusWriter {
                 blocked: k.blocked.clone(),
             };
             self.write(name.as_str(), &status);
-            self.written.insert(name.clone(), k);
+            self.written.insert(name.clone(), digest);
             changed = true;
         }
         if self.written.len() != count {
