@@ -19,8 +19,11 @@ use std::fmt;
 /// assert!(ProgramName::new(".hidden").is_err());
 /// assert!(ProgramName::new("half.new").is_err());
 /// ```
+///
+/// Cloning is cheap (a shared string): colony keeps a program's name in
+/// several tables.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProgramName(String);
+pub struct ProgramName(std::sync::Arc<str>);
 
 /// Why a string is not a valid [`ProgramName`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +59,7 @@ impl ProgramName {
     pub fn new(name: impl Into<String>) -> Result<ProgramName, NameError> {
         let name = name.into();
         check(&name)?;
-        Ok(ProgramName(name))
+        Ok(ProgramName(name.into()))
     }
 
     /// The name as a string slice.

@@ -516,7 +516,7 @@ impl Runtime {
             None => log::debug!("reaped orphan {pid} ({})", describe(status)),
             Some(exit) => {
                 for t in tokens {
-                    if self.streams.get(&t).is_some_and(|s| s.name == exit.name.as_str()) {
+                    if self.streams.get(&t).is_some_and(|s| s.name == exit.name) {
                         self.read_stream(t);
                     }
                 }
@@ -844,7 +844,7 @@ impl Runtime {
         use std::os::fd::AsRawFd;
         let token = Token(self.next_token);
         self.next_token += 1;
-        let stream = match Stream::new(name.to_string(), kind, pipe, file) {
+        let stream = match Stream::new(name.clone(), kind, pipe, file) {
             Ok(s) => s,
             Err(e) => return log::error!("{name}: cannot read its output: {e}"),
         };

@@ -33,7 +33,7 @@ pub enum Kind {
 /// One pipe from a child.
 pub struct Stream {
     /// The program's name (the log prefix).
-    pub name: String,
+    pub name: colony_ctl::ProgramName,
     /// stdout or stderr (kept apart for structured logs).
     pub kind: Kind,
     /// The read end, non-blocking.
@@ -56,7 +56,12 @@ pub enum Drained {
 
 impl Stream {
     /// Wraps a pipe (sets it non-blocking).
-    pub fn new(name: String, kind: Kind, pipe: File, file: Option<Rc<RefCell<LogWriter>>>) -> io::Result<Stream> {
+    pub fn new(
+        name: colony_ctl::ProgramName,
+        kind: Kind,
+        pipe: File,
+        file: Option<Rc<RefCell<LogWriter>>>,
+    ) -> io::Result<Stream> {
         set_nonblocking(&pipe)?;
         Ok(Stream { name, kind, pipe, file, partial: Vec::new() })
     }
@@ -64,14 +69,14 @@ impl Stream {
     fn emit(&self, sink: &mut Sink, line: &[u8]) {
         match &self.file {
             Some(f) => f.borrow_mut().line(sink.stamp(), line),
-            None => sink.line(&self.name, self.kind, line),
+            None => sink.line(self.name.as_str(), self.kind, line),
         }
     }
 
     /// Reads what is there (up to the budget) and forwards whole lines.
     pub fn drain(&mut self, buf: &mut [u8], sink: &mut Sink) -> Drained {
         let mut total = 0;
-        let enabled = self.file.is_some() || sink.enabled(&self.name);
+        let enabled = self.file.is_some() || sink.enabled(self.name.as_str());
         sink.begin();
         loop {
             match self.pipe.read(buf) {
@@ -256,7 +261,7 @@ mod tests {
         let style = Style { format: Format::Text, timestamps: false };
         let mut sink = Sink::to(Box::new(shared.clone()), style);
         let (r, _w) = nix::unistd::pipe().unwrap();
-        let mut s = Stream::new("web".into(), Kind::Stdout, File::from(r), None).unwrap();
+        let mut s = Stream::new(colony_ctl::ProgramName::new("web").unwrap(), Kind::Stdout, File::from(r), None).unwrap();
         s.split(b"one\ntw", &mut sink);
         s.split(b"o\n", &mut sink);
         s.split(&vec![b'x'; MAX_LINE + 10], &mut sink);
