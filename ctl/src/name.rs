@@ -9,7 +9,8 @@ use std::fmt;
 ///
 /// A valid name is non-empty, contains no `/` and no NUL byte, does not start
 /// with `.` (so it is never `.` or `..` and never a hidden or temporary file),
-/// and does not end in `.new` (the mark of a file being written).
+/// does not end in `.new` (the mark of a file being written), and is at most
+/// 200 bytes long.
 ///
 /// ```
 /// use colony_ctl::ProgramName;
@@ -38,6 +39,8 @@ pub enum NameError {
     LeadingDot,
     /// Ends in `.new`, the suffix of temporary files.
     NewSuffix,
+    /// Longer than [`ProgramName::MAX_LEN`] bytes.
+    TooLong,
 }
 
 impl fmt::Display for NameError {
@@ -48,6 +51,7 @@ impl fmt::Display for NameError {
             NameError::Nul => "a name may not contain a NUL byte",
             NameError::LeadingDot => "a name may not start with '.'",
             NameError::NewSuffix => "a name may not end in '.new' (reserved for temporary files)",
+            NameError::TooLong => "a name may not be longer than 200 bytes",
         })
     }
 }
@@ -55,6 +59,10 @@ impl fmt::Display for NameError {
 impl std::error::Error for NameError {}
 
 impl ProgramName {
+    /// The longest name, in bytes: a file name (255 bytes at most) must
+    /// still fit with the temporary-file marks around it.
+    pub const MAX_LEN: usize = 200;
+
     /// Validates `name`.
     pub fn new(name: impl Into<String>) -> Result<ProgramName, NameError> {
         let name = name.into();
@@ -79,6 +87,8 @@ fn check(name: &str) -> Result<(), NameError> {
         Err(NameError::LeadingDot)
     } else if name.ends_with(".new") {
         Err(NameError::NewSuffix)
+    } else if name.len() > ProgramName::MAX_LEN {
+        Err(NameError::TooLong)
     } else {
         Ok(())
     }
