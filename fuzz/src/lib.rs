@@ -11,7 +11,7 @@ use serde_json::Value;
 /// input found here), so a float can move when a file is written and read
 /// back: finding F1 in README.md. The targets accept that and nothing more;
 /// once the feature is on, this can be 0.
-pub const MAX_ULPS: u64 = 16;
+pub const MAX_ULPS: u64 = 0;
 
 /// Whether two floats are equal or at most [`MAX_ULPS`] apart.
 pub fn f64_close(a: f64, b: f64) -> bool {
