@@ -68,6 +68,9 @@ struct Runtime {
     probes: probes::Probes,
     /// Readiness notification pipes: program, instance, read end.
     ready_pipes: HashMap<Token, (ProgramName, Pid, std::fs::File)>,
+    /// Descriptors held in reserve for reading the directories when
+    /// programs have taken every other one.
+    reserve: Vec<std::fs::File>,
     /// Why the config directory itself was refused at the last scan.
     dir_distrust: Option<String>,
     /// The last read of a directory failed (e.g. out of descriptors): read
@@ -186,6 +189,7 @@ pub fn run(settings: Settings) -> i32 {
         probes: probes::Probes::default(),
         ready_pipes: HashMap::new(),
         scan_failed: false,
+        reserve: reserve_fds(),
         dir_distrust: None,
         watcher,
         waker,
@@ -234,6 +238,11 @@ fn close_inherited_fds() {
             }
         }
     }
+}
+
+/// Two descriptors kept aside (on /dev/null) for directory reads.
+fn reserve_fds() -> Vec<std::fs::File> {
+    (0..2).filter_map(|_| std::fs::File::open("/dev/null").ok()).collect()
 }
 
 /// Creates a missing directory (with a log line) and returns its canonical path.
@@ -465,6 +474,21 @@ impl Runtime {
         vec![("COLONY_HEARTBEAT_FILE".into(), path.into_os_string())]
     }
 
+    /// Runs a directory read; out of descriptors, frees the reserve kept
+    /// for this and tries once more, so that changes to the directories are
+    /// still seen when programs hold every descriptor.
+    fn with_reserve<T>(&mut self, read: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match read() {
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) && !self.reserve.is_empty() => {
+                self.reserve.clear();
+                let again = read();
+                self.reserve = reserve_fds();
+                again
+            }
+            other => other,
+        }
+    }
+
     /// Tries again to watch the directories after inotify failed.
     fn retry_watch(&mut self, dirty: &watch::Dirty) {
         match watch::start(&self.settings.config, &self.settings.messages, dirty.clone(), self.waker.clone()) {
@@ -535,7 +559,8 @@ impl Runtime {
     }
 
     fn rescan_config(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        let scan = match scan_config_dir(&self.settings.config) {
+        let config = self.settings.config.clone();
+        let scan = match self.with_reserve(|| scan_config_dir(&config)) {
             Ok(s) => {
                 self.scan_failed = false;
                 s
@@ -634,7 +659,8 @@ impl Runtime {
     }
 
     fn handle_messages(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        let list = match colony_ctl::list_messages(&self.settings.messages) {
+        let messages = self.settings.messages.clone();
+        let list = match self.with_reserve(|| colony_ctl::list_messages(&messages)) {
             Ok(l) => l,
             Err(e) => {
                 self.scan_failed = true;
