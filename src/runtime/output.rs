@@ -261,7 +261,8 @@ mod tests {
         let style = Style { format: Format::Text, timestamps: false };
         let mut sink = Sink::to(Box::new(shared.clone()), style);
         let (r, _w) = nix::unistd::pipe().unwrap();
-        let mut s = Stream::new(colony_ctl::ProgramName::new("web").unwrap(), Kind::Stdout, File::from(r), None).unwrap();
+        let mut s =
+            Stream::new(colony_ctl::ProgramName::new("web").unwrap(), Kind::Stdout, File::from(r), None).unwrap();
         s.split(b"one\ntw", &mut sink);
         s.split(b"o\n", &mut sink);
         s.split(&vec![b'x'; MAX_LINE + 10], &mut sink);
