@@ -37,6 +37,10 @@ const SIGNALS: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_STREAM: usize = 2;
 
+/// Starts per loop pass: a thousand programs due at once do not keep
+/// messages and reaping waiting for the whole batch.
+const MAX_SPAWNS_PER_PASS: usize = 64;
+
 /// Exit code when colony cannot start (directories, signals, watcher).
 pub const EXIT_STARTUP: i32 = 1;
 
@@ -68,6 +72,9 @@ struct Runtime {
     probes: probes::Probes,
     /// Readiness notification pipes: program, instance, read end.
     ready_pipes: HashMap<Token, (ProgramName, Pid, std::fs::File)>,
+    /// Starts left for the next pass (at most `MAX_SPAWNS_PER_PASS` a pass).
+    deferred: VecDeque<Effect>,
+    spawns_this_pass: usize,
     /// Descriptors held in reserve for reading the directories when
     /// programs have taken every other one.
     reserve: Vec<std::fs::File>,
@@ -190,6 +197,8 @@ pub fn run(settings: Settings) -> i32 {
         ready_pipes: HashMap::new(),
         scan_failed: false,
         reserve: reserve_fds(),
+        deferred: VecDeque::new(),
+        spawns_this_pass: 0,
         dir_distrust: None,
         watcher,
         waker,
@@ -295,6 +304,7 @@ impl Runtime {
             }
             let busy = reap
                 || marks != 0
+                || !self.deferred.is_empty()
                 || self.sup.next_deadline().is_some_and(|d| d <= now)
                 || self.probes.next_deadline().is_some_and(|d| d <= now);
             self.turn(now, std::mem::take(&mut reap), std::mem::take(&mut marks));
@@ -303,7 +313,7 @@ impl Runtime {
                 // Whatever woke this pass, a failed read is tried again soon.
                 next_rescan = next_rescan.min(now + Duration::from_secs(1));
             }
-            if first {
+            if first && self.deferred.is_empty() {
                 // Every program of the first scan has been started.
                 first = false;
                 if let Some(n) = &self.notifier {
@@ -331,7 +341,7 @@ impl Runtime {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = if self.again.is_empty() {
+            let timeout = if self.again.is_empty() && self.deferred.is_empty() {
                 deadline.map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
@@ -378,6 +388,9 @@ impl Runtime {
 
     /// One pass over everything that may have happened.
     fn turn(&mut self, now: Instant, reap: bool, marks: u8) {
+        self.spawns_this_pass = 0;
+        let deferred: Vec<Effect> = self.deferred.drain(..).collect();
+        self.apply(deferred, now);
         let mut effects = Vec::new();
         if reap {
             for (pid, status) in signals::reap_all() {
@@ -758,9 +771,15 @@ impl Runtime {
         while let Some(effect) = queue.pop_front() {
             let mut more = Vec::new();
             match effect {
+                Effect::Spawn { name, spec } if self.spawns_this_pass >= MAX_SPAWNS_PER_PASS => {
+                    // Enough starts for one pass: messages, reaps and output
+                    // get their turn before the rest.
+                    self.deferred.push_back(Effect::Spawn { name, spec });
+                }
                 Effect::Spawn { name, spec } => {
                     // A decision taken later in the same pass (a critical
-                    // program ending) may have cancelled this start.
+                    // program ending, a STOP) may have cancelled this start.
+                    self.spawns_this_pass += 1;
                     if self.sup.state(name.as_str()) == Some(&crate::core::supervisor::State::Starting) {
                         let result = self.spawn(&name, &spec);
                         self.sup.spawned(&name, result, now, &mut more);
