@@ -19,3 +19,11 @@ pub fn reset_signals() {
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
 }
+
+/// Waits `d` in poll(2) with no descriptor: for the jobs' degraded paths
+/// (no event loop could be set up), which must still not spin.
+pub fn pause(d: std::time::Duration) {
+    let ms = d.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: poll(2) with no descriptors only waits.
+    unsafe { libc::poll(std::ptr::null_mut(), 0, ms) };
+}

@@ -281,11 +281,11 @@ pub fn run(signals: &mut Signals, job: &Job) -> Outcome {
                 if let Err(e) = p.poll(&mut events, Some(wait)) {
                     if e.kind() != io::ErrorKind::Interrupted {
                         log::error!("poll failed: {e}");
-                        std::thread::sleep(Duration::from_millis(50));
+                        crate::sys::pause(Duration::from_millis(50));
                     }
                 }
             }
-            None => std::thread::sleep(wait.min(Duration::from_millis(50))),
+            None => crate::sys::pause(wait.min(Duration::from_millis(50))),
         }
         w.read();
         signals.drain();
@@ -326,7 +326,7 @@ pub fn run(signals: &mut Signals, job: &Job) -> Outcome {
         if let Some(p) = poll.as_mut() {
             let _ = p.poll(&mut events, Some(Duration::from_millis(50)));
         } else {
-            std::thread::sleep(Duration::from_millis(10));
+            crate::sys::pause(Duration::from_millis(10));
         }
         w.read();
     }
