@@ -1,7 +1,52 @@
-//! Small process helpers shared by the supervisor's runtime and the jobs,
-//! for use between fork and exec.
+//! Process helpers shared by the supervisor's runtime and the jobs: the
+//! signals they read from a signalfd, the reaper, and what children need
+//! between fork and exec.
 //!
-//! Depends on libc only.
+//! Depends on libc, nix and the core's exit status type.
+
+use crate::core::supervisor::{ExitStatus, Pid};
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+/// Blocks SIGCHLD, SIGTERM, SIGINT and SIGHUP in the calling thread (do it
+/// before any other thread starts, so that all inherit the mask) and
+/// returns a signalfd that receives them. Children get a clean mask back
+/// (`reset_signals`, or the spawn attributes).
+pub fn block_and_open() -> nix::Result<SignalFd> {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        set.add(s);
+    }
+    // A signal ignored by whoever started us (a background job ignores
+    // SIGINT, SIGCHLD ignored would auto-reap) is discarded before it can
+    // be queued: restore the defaults, which blocking makes harmless.
+    for sig in set.iter() {
+        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
+        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)? };
+    }
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+}
+
+/// Reaps every child that has exited, orphans included.
+pub fn reap_all() -> Vec<(Pid, ExitStatus)> {
+    let mut out = Vec::new();
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Exited(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _core)) => out.push((pid.as_raw(), ExitStatus::Signaled(sig as i32))),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Err(Errno::EINTR) | Ok(_) => continue,
+            Err(e) => {
+                log::error!("waitpid failed: {e}");
+                break;
+            }
+        }
+    }
+    out
+}
 
 /// Gives the calling process default signal dispositions and an empty
 /// signal mask. Async-signal-safe: meant for `pre_exec`, after fork.

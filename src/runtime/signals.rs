@@ -1,40 +1,15 @@
-//! Signals and reaping: block the signals colony handles, read them from a
-//! signalfd, drain exited children with `waitpid(-1)`, and become a child
-//! subreaper.
+//! Signals and reaping for the loop: read signals from the signalfd,
+//! signal process groups, become a child subreaper (the signal set-up and
+//! the `waitpid(-1)` drain are shared with the jobs in `crate::sys`).
 //!
 //! Depends on nix and libc; called only from the loop's thread.
 
-use crate::core::supervisor::{ExitStatus, Pid};
-use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use crate::core::supervisor::Pid;
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-/// The signals the loop handles.
-fn handled() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(s);
-    }
-    set
-}
-
-/// Blocks the handled signals in the calling thread (do it before any other
-/// thread starts, so that all inherit the mask) and returns a signalfd that
-/// receives them. Children get a clean mask back from `std::process`.
-pub fn block_and_open() -> nix::Result<SignalFd> {
-    let set = handled();
-    // A signal ignored by whoever started colony (a background job ignores
-    // SIGINT, SIGCHLD ignored would auto-reap) is discarded before it can
-    // be queued: restore the defaults, which blocking makes harmless.
-    for sig in set.iter() {
-        // SAFETY: resetting a disposition to SIG_DFL installs no handler.
-        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl)? };
-    }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
-    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-}
+pub use crate::sys::{block_and_open, reap_all};
 
 /// The raw fd of a signalfd, for registration.
 pub fn raw(sfd: &SignalFd) -> RawFd {
@@ -47,25 +22,6 @@ pub fn drain(sfd: &mut SignalFd) -> Vec<Signal> {
     while let Ok(Some(info)) = sfd.read_signal() {
         if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
             out.push(sig);
-        }
-    }
-    out
-}
-
-/// Reaps every child that has exited, orphans included.
-pub fn reap_all() -> Vec<(Pid, ExitStatus)> {
-    let mut out = Vec::new();
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Exited(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _core)) => out.push((pid.as_raw(), ExitStatus::Signaled(sig as i32))),
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-            Err(Errno::EINTR) => continue,
-            Ok(_) => continue,
-            Err(e) => {
-                log::error!("waitpid failed: {e}");
-                break;
-            }
         }
     }
     out

@@ -11,8 +11,8 @@ use jiff::{SignedDuration, Timestamp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
@@ -55,18 +55,7 @@ pub struct Signals {
 impl Signals {
     /// Blocks the signals and opens the signalfd.
     pub fn setup() -> io::Result<Signals> {
-        let mut set = SigSet::empty();
-        for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-            set.add(s);
-        }
-        for sig in set.iter() {
-            // SAFETY: resetting a disposition to SIG_DFL installs no
-            // handler; an ignored SIGCHLD would make the kernel reap.
-            unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map_err(io::Error::from)?;
-        }
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
-        let sfd =
-            SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
+        let sfd = crate::sys::block_and_open().map_err(io::Error::from)?;
         Ok(Signals { sfd, stops: 0 })
     }
 

@@ -11,16 +11,13 @@ use super::settings::Settings;
 use super::spread::Stamp;
 use super::state::State;
 use super::{calendar, EXIT_CANTCREAT, EXIT_OK, EXIT_SOFTWARE};
-use crate::core::supervisor::ExitStatus;
 use crate::logging::{Format, Style};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
@@ -135,7 +132,7 @@ pub fn run(settings: Settings) -> i32 {
             let fx = match sig {
                 Signal::SIGCHLD => {
                     let mut fx = Vec::new();
-                    for (pid, status) in reap_all() {
+                    for (pid, status) in crate::sys::reap_all() {
                         fx.extend(job.on_exit(shell.clock.now(), pid, status));
                     }
                     fx
@@ -390,41 +387,13 @@ fn prepare_stamp(settings: &Settings, random: &mut Box<dyn FnMut() -> u64>) -> R
     }
 }
 
-/// Blocks the signals the loop reads and opens a signalfd for them.
+/// Blocks the signals the loop reads, opens a signalfd and a poll for it.
 fn setup_signals() -> io::Result<(SignalFd, Poll)> {
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-        set.add(s);
-    }
-    for sig in set.iter() {
-        // SAFETY: resetting a disposition to SIG_DFL installs no handler;
-        // an ignored SIGCHLD would make the kernel reap runs itself.
-        unsafe { nix::sys::signal::signal(sig, nix::sys::signal::SigHandler::SigDfl) }.map_err(io::Error::from)?;
-    }
-    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(io::Error::from)?;
-    let sfd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
+    let sfd = crate::sys::block_and_open().map_err(io::Error::from)?;
     let poll = Poll::new()?;
     let raw = sfd.as_fd().as_raw_fd();
     poll.registry().register(&mut SourceFd(&raw), Token(0), Interest::READABLE)?;
     Ok((sfd, poll))
-}
-
-/// Reaps every child that has exited.
-fn reap_all() -> Vec<(i32, ExitStatus)> {
-    let mut out = Vec::new();
-    loop {
-        match waitpid(nix::unistd::Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Exited(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => out.push((pid.as_raw(), ExitStatus::Signaled(sig as i32))),
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
-            Err(Errno::EINTR) | Ok(_) => continue,
-            Err(e) => {
-                log::error!("waitpid failed: {e}");
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// Starts the command: own process group, stdin from /dev/null, stdout
