@@ -23,21 +23,7 @@ mod world;
 use clap::Args;
 use std::path::PathBuf;
 
-/// Exit code: success (and after SIGTERM).
-pub const EXIT_OK: i32 = 0;
-/// Exit code: bad flags.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: a file given on the command line has bad content.
-pub const EXIT_DATAERR: i32 = 65;
-/// Exit code: the enter hooks postponed maintenance (`--once`).
-pub const EXIT_POSTPONE: i32 = 69;
-/// Exit code: internal error (signals cannot be set up).
-pub const EXIT_SOFTWARE: i32 = 70;
-/// Exit code: the spool cannot be created or used.
-pub const EXIT_CANTCREAT: i32 = 73;
-/// Exit code: another instance holds the spool, or the hooks said "try
-/// again later" (`--once`).
-pub const EXIT_TEMPFAIL: i32 = 75;
+pub use super::{EXIT_CANTCREAT, EXIT_DATAERR, EXIT_OK, EXIT_POSTPONE, EXIT_SOFTWARE, EXIT_TEMPFAIL, EXIT_USAGE};
 
 /// `colony maintenance` arguments, as given; [`settings::Settings`]
 /// validates them.

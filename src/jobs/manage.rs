@@ -19,18 +19,7 @@ pub mod steps;
 use clap::Args;
 use std::path::PathBuf;
 
-/// Exit code: every step succeeded (and after SIGTERM).
-pub const EXIT_OK: i32 = 0;
-/// Exit code: bad flags.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: the steps file has bad content.
-pub const EXIT_DATAERR: i32 = 65;
-/// Exit code: internal error (signals cannot be set up).
-pub const EXIT_SOFTWARE: i32 = 70;
-/// Exit code: the lock file cannot be created.
-pub const EXIT_CANTCREAT: i32 = 73;
-/// Exit code: a step failed, or another run holds the lock (`--once`).
-pub const EXIT_TEMPFAIL: i32 = 75;
+pub use super::{EXIT_CANTCREAT, EXIT_DATAERR, EXIT_OK, EXIT_SOFTWARE, EXIT_TEMPFAIL, EXIT_USAGE};
 
 /// `colony manage` arguments, as given; [`settings::Settings`] validates
 /// them.

@@ -21,15 +21,7 @@ pub mod state;
 use clap::Args;
 use std::path::PathBuf;
 
-/// Exit code: success (and after SIGTERM).
-pub const EXIT_OK: i32 = 0;
-/// Exit code: bad flags or values.
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code: internal error (signals cannot be set up).
-pub const EXIT_SOFTWARE: i32 = 70;
-/// Exit code: the stamp or state file cannot be read, created or written
-/// at start (sysexits EX_CANTCREAT).
-pub const EXIT_CANTCREAT: i32 = 73;
+pub use super::{EXIT_CANTCREAT, EXIT_OK, EXIT_SOFTWARE, EXIT_USAGE};
 
 /// `colony scheduler` arguments, as given. [`settings::Settings::from_args`]
 /// validates them.

@@ -8,25 +8,15 @@
 use super::machine::Limits;
 use super::session::Config;
 use super::windows::Window;
-use super::{MaintenanceArgs, EXIT_DATAERR, EXIT_USAGE};
+use super::{MaintenanceArgs, EXIT_DATAERR};
 use crate::jobs::scheduler::settings::{duration, timestamp};
 use colony_ctl::Places;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use std::path::PathBuf;
 
-/// A rejected flag or file, with its exit code.
-#[derive(Debug)]
-pub struct Invalid {
-    /// 2 or 65.
-    pub code: i32,
-    /// One line.
-    pub msg: String,
-}
-
-fn usage(msg: impl Into<String>) -> Invalid {
-    Invalid { code: EXIT_USAGE, msg: msg.into() }
-}
+use crate::jobs::usage;
+pub use crate::jobs::Invalid;
 
 /// Validated settings.
 #[derive(Debug, Clone)]

@@ -5,23 +5,13 @@
 //! Depends on jiff and the steps module; reads the steps file.
 
 use super::steps::{self, Step};
-use super::{ManageArgs, EXIT_DATAERR, EXIT_USAGE};
+use super::{ManageArgs, EXIT_DATAERR};
 use crate::jobs::scheduler::settings::{duration, duration_or_zero, timestamp};
 use jiff::{SignedDuration, Timestamp};
 use std::path::{Path, PathBuf};
 
-/// A rejected flag or file, with its exit code.
-#[derive(Debug)]
-pub struct Invalid {
-    /// 2 or 65.
-    pub code: i32,
-    /// One line.
-    pub msg: String,
-}
-
-fn usage(msg: impl Into<String>) -> Invalid {
-    Invalid { code: EXIT_USAGE, msg: msg.into() }
-}
+use crate::jobs::usage;
+pub use crate::jobs::Invalid;
 
 /// Validated settings.
 #[derive(Debug, Clone)]
