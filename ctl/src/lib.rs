@@ -44,6 +44,7 @@ mod places;
 mod policy;
 mod spec;
 mod status;
+pub mod time;
 
 pub use error::Error;
 pub use files::{list_messages, scan_config_dir, write_atomic, write_volatile, ConfigScan};

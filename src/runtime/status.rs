@@ -10,7 +10,7 @@ use colony_ctl::{write_volatile, DaemonStatus, LastExit, ProgramName, ProgramSta
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Turns loop instants into Unix time.
 #[derive(Debug, Clone, Copy)]
@@ -22,13 +22,13 @@ pub struct Clock {
 impl Clock {
     /// Pairs the monotonic and the wall clock once.
     pub fn now() -> Clock {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let unix = colony_ctl::time::unix_now();
         Clock { base: Instant::now(), unix }
     }
 
     /// A wall-clock time as a loop instant (for file times).
     pub fn instant(&self, t: SystemTime) -> Instant {
-        let unix = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let unix = colony_ctl::time::unix_secs(t);
         let delta = unix - self.unix;
         if delta >= 0.0 {
             self.base + Duration::from_secs_f64(delta.min(1e9))

@@ -7,15 +7,13 @@ use super::{Failure, EXIT_FAILURE};
 use crate::{read_program_status, read_status_dir, Places, ProgramName, ProgramStatus, StateName};
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 fn fail(msg: impl Into<String>) -> Failure {
     Failure(EXIT_FAILURE, msg.into())
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
+use crate::time::unix_now;
 
 /// "3d4h", "5m12s", "0.4s": a short duration for the table.
 fn short(secs: f64) -> String {
